@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     GEMINI_EXTRACTION_MODEL: str = DEFAULT_EXTRACTION_MODEL
     # auto: the built-in simulator when no key is configured, Google otherwise.
     UPSTREAM: UpstreamMode = UpstreamMode.AUTO
+    SIMULATOR_SCENARIO: str = "simple_visit"
+    # 1.0 paces the simulator's speech at real time; smaller is faster (tests, demos).
+    SIMULATOR_TIME_SCALE: float = Field(1.0, gt=0, le=10)
 
     HOST: str = "127.0.0.1"
     PORT: int = Field(8000, ge=1, le=65535)
