@@ -96,9 +96,7 @@ class ControlMessage(_Message):
     action: Literal["start", "stop", "interrupt"]
 
 
-ClientMessage = Annotated[
-    InterruptMessage | EndSessionMessage | ControlMessage, Field(discriminator="type")
-]
+ClientMessage = Annotated[InterruptMessage | EndSessionMessage | ControlMessage, Field(discriminator="type")]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 SessionState = Literal["connecting", "ready", "reconnecting", "closing"]

@@ -1,0 +1,499 @@
+"""One browser connection relayed to one Gemini Live session: four tasks, two queues."""
+
+import asyncio
+import logging
+import random
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from google.genai import errors, types
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from websockets.exceptions import InvalidStatus, WebSocketException
+
+from config import Settings
+from schemas import (
+    ErrorCode,
+    ErrorMessage,
+    ExtractedDataMessage,
+    IntakeCompleteMessage,
+    InterruptedMessage,
+    MedicalIntake,
+    Role,
+    SessionState,
+    StatusMessage,
+    TranscriptMessage,
+    Turn,
+    TurnCompleteMessage,
+)
+from services.extraction import ExtractionError, Extractor
+from services.gemini_client import LiveConnector, LiveUpstream, UpstreamKind
+from services.live_config import COMPLETE_INTAKE, live_connect_config
+from services.session_records import ConversationStore, SessionAudit
+from utils.audio_processing import INPUT_MIME, bytes_per_second
+from utils.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
+
+logger = logging.getLogger(__name__)
+
+# 5 chunks of 100 ms: enough to absorb jitter, and a stalled upstream pushes back on the
+# browser within half a second because the reader blocks on a full queue.
+INBOUND_QUEUE_CHUNKS = 5
+# The model's audio arrives in bursts faster than real time. 512 chunks (tens of seconds of
+# speech) bounds memory if the browser stalls; a full queue blocks the upstream reader.
+OUTBOUND_QUEUE_ITEMS = 512
+HISTORY_TURNS = 500
+# While the upstream reconnects, the first 2 s of the patient's speech are held and sent
+# once it is back; anything beyond is dropped with a notice rather than delayed further.
+HOLD_BYTES = int(2.0 * bytes_per_second(16000))
+# Close codes after which retrying cannot help: the key or the request was refused.
+_FATAL_UPSTREAM_CODES = {1007, 1008, 400, 401, 403, 404}
+
+Outbound = (
+    bytes
+    | StatusMessage
+    | TranscriptMessage
+    | TurnCompleteMessage
+    | InterruptedMessage
+    | ExtractedDataMessage
+    | IntakeCompleteMessage
+    | ErrorMessage
+)
+
+
+class SessionEnded(Exception):
+    def __init__(self, reason: str, *, close_code: int = 1000, error: ErrorMessage | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.close_code = close_code
+        self.error = error
+
+
+def _upstream_failure(code: ErrorCode, message: str) -> SessionEnded:
+    return SessionEnded("upstream_failed", close_code=1011, error=ErrorMessage(code=code, message=message))
+
+
+@dataclass(frozen=True)
+class SessionDeps:
+    settings: Settings
+    connector: LiveConnector
+    extractor: Extractor
+    upstream_kind: UpstreamKind
+    store: ConversationStore | None
+    audit: SessionAudit
+
+
+class IntakeSession:
+    def __init__(self, websocket: WebSocket, deps: SessionDeps) -> None:
+        self.id = deps.audit.session_id
+        self._ws = websocket
+        self._deps = deps
+        self._settings = deps.settings
+        self._inbound: asyncio.Queue[BrowserInput] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
+        self._outbound: asyncio.Queue[Outbound] = asyncio.Queue(OUTBOUND_QUEUE_ITEMS)
+        self._upstream: LiveUpstream | None = None
+        self._ready = asyncio.Event()
+        self._resume_handle: str | None = None
+        self._held: deque[BrowserInput] = deque()
+        self._held_bytes = 0
+        self._dropping = False
+        self.state: SessionState = "connecting"
+        self.history: deque[Turn] = deque(maxlen=HISTORY_TURNS)
+        self._role: Role | None = None
+        self._parts: list[str] = []
+        self._muted = False
+        self._model_speaking = False
+        self._connected_once = False
+        self._turns_at_last_extraction = 0
+        self._intake_call_ids: set[str] = set()
+        self._extractions: dict[asyncio.Task[None], str | None] = {}
+        self.record: MedicalIntake | None = None
+        self._warnings: list[str] = []
+        self.completed = False
+        self._finished = False
+        self._closed = asyncio.Event()
+        self._reader: asyncio.Task[None] | None = None
+        self._stop_reason: str | None = None
+
+    async def run(self) -> SessionEnded:
+        await self._deps.audit.record("session_start", upstream=self._deps.upstream_kind)
+        tasks: list[tuple[str, Callable[[], Awaitable[None]], str]] = [
+            ("browser-reader", self._receive_from_browser, "browser_closed"),
+            ("gemini-sender", self._send_to_gemini, "sender_stopped"),
+            ("gemini-receiver", self._receive_from_gemini, "upstream_closed"),
+            ("browser-writer", self._send_to_browser, "browser_closed"),
+        ]
+        outcome = SessionEnded("cancelled")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for name, body, reason in tasks:
+                    task = group.create_task(self._until_end(body, reason), name=f"{name}:{self.id}")
+                    self._reader = self._reader or task
+                if self._stop_reason is not None:
+                    self._reader.cancel()
+        except* SessionEnded as ended:
+            first = ended.exceptions[0]
+            assert isinstance(first, SessionEnded)
+            outcome = first
+        finally:
+            await self.finish(outcome.reason)
+        return outcome
+
+    async def _until_end(self, body: Callable[[], Awaitable[None]], reason: str) -> None:
+        try:
+            await body()
+        except asyncio.CancelledError:
+            if self._stop_reason is None or asyncio.current_task() is not self._reader:
+                raise
+            raise SessionEnded(
+                self._stop_reason,
+                close_code=1001,
+                error=ErrorMessage(
+                    code="server_shutdown", message="The server is restarting; your answers so far are saved."
+                ),
+            ) from None
+        raise SessionEnded(reason)
+
+    def request_stop(self, reason: str) -> None:
+        """End the session from outside (server shutdown); teardown runs as for any other end."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+            if self._reader is not None:
+                self._reader.cancel()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    async def _emit(self, item: Outbound) -> None:
+        if not self._finished:
+            await self._outbound.put(item)
+
+    async def _status(self, state: SessionState, message: str) -> None:
+        self.state = state
+        await self._emit(
+            StatusMessage(state=state, message=message, upstream=self._deps.upstream_kind, session_id=self.id)
+        )
+
+    async def _receive_from_browser(self) -> None:
+        limits = self._settings
+        while True:
+            try:
+                async with asyncio.timeout(limits.IDLE_TIMEOUT_SECONDS):
+                    raw = await self._ws.receive()
+            except TimeoutError:
+                raise SessionEnded(
+                    "idle_timeout",
+                    error=ErrorMessage(
+                        code="idle_timeout",
+                        message=f"No audio or message for {limits.IDLE_TIMEOUT_SECONDS:g} s; session ended.",
+                    ),
+                ) from None
+            if raw["type"] == "websocket.disconnect":
+                return
+            parsed = read_browser_input(
+                raw, max_binary=limits.MAX_BINARY_FRAME_BYTES, max_text=limits.MAX_TEXT_FRAME_BYTES
+            )
+            match parsed:
+                case ErrorMessage():
+                    await self._emit(parsed)
+                case bytes() | AudioStreamEnd():
+                    await self._inbound.put(parsed)
+                case "interrupt":
+                    await self._interrupt_playback()
+                case "end_session":
+                    raise SessionEnded("end_session")
+                case "start":
+                    await self._status(self.state, "Session is open.")
+
+    async def _send_to_gemini(self) -> None:
+        while True:
+            item = await self._inbound.get()
+            upstream = self._upstream
+            if upstream is None or not self._ready.is_set():
+                await self._hold(item)
+                continue
+            try:
+                while self._held:
+                    await self._send_input(upstream, self._held[0])
+                    self._release_held()
+                if item != b"":
+                    await self._send_input(upstream, item)
+            except (errors.APIError, WebSocketException, OSError):
+                # The receiver sees the same broken connection and reconnects; keep this chunk.
+                await self._hold(item)
+
+    @staticmethod
+    async def _send_input(upstream: LiveUpstream, item: BrowserInput) -> None:
+        if isinstance(item, AudioStreamEnd):
+            await upstream.send_realtime_input(audio_stream_end=True)
+        else:
+            await upstream.send_realtime_input(audio=types.Blob(data=item, mime_type=INPUT_MIME))
+
+    async def _hold(self, item: BrowserInput) -> None:
+        if item == b"":
+            return
+        size = len(item) if isinstance(item, bytes) else 0
+        if self._held_bytes + size > HOLD_BYTES:
+            if not self._dropping:
+                self._dropping = True
+                await self._emit(
+                    ErrorMessage(
+                        code="audio_dropped",
+                        message="The assistant is reconnecting; speech beyond 2 s was not heard.",
+                    )
+                )
+            return
+        self._held.append(item)
+        self._held_bytes += size
+
+    def _release_held(self) -> None:
+        item = self._held.popleft()
+        self._held_bytes -= len(item) if isinstance(item, bytes) else 0
+        if not self._held:
+            self._dropping = False
+
+    async def _receive_from_gemini(self) -> None:
+        failures = 0
+        while True:
+            if self._connected_once:
+                await self._status("reconnecting", "Reconnecting to the assistant…")
+            else:
+                await self._status("connecting", "Connecting to the assistant…")
+            config = live_connect_config(self._settings, resume_handle=self._resume_handle)
+            try:
+                async with self._deps.connector.connect(config) as upstream:
+                    self._upstream = upstream
+                    self._ready.set()
+                    self._connected_once = True
+                    failures = 0
+                    await self._deps.audit.record(
+                        "upstream_connected", resumed=self._resume_handle is not None
+                    )
+                    await self._status("ready", self._ready_text())
+                    self._inbound_kick()
+                    why = await self._pump(upstream)
+            except errors.APIError as exc:
+                why = f"closed ({exc.code})"
+                if exc.code in _FATAL_UPSTREAM_CODES:
+                    raise _upstream_failure("upstream_auth", _refusal_text(exc)) from exc
+            except InvalidStatus as exc:
+                status = exc.response.status_code
+                if status in _FATAL_UPSTREAM_CODES:
+                    raise _upstream_failure(
+                        "upstream_auth", f"The assistant service refused the connection ({status})."
+                    ) from exc
+                why = f"handshake failed ({status})"
+            except (WebSocketException, OSError) as exc:
+                why = f"unreachable ({type(exc).__name__})"
+            finally:
+                self._ready.clear()
+                self._upstream = None
+            await self._deps.audit.record("upstream_lost", why=why)
+            logger.warning("session %s: upstream %s", self.id, why)
+            can_resume = self._resume_handle is not None or not self.history
+            if why == "go_away" and can_resume:
+                continue
+            failures += 1
+            if not can_resume or failures > self._settings.RECONNECT_ATTEMPTS:
+                raise _upstream_failure("upstream_error", "The connection to the assistant was lost.")
+            await asyncio.sleep(min(8.0, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0))
+
+    def _ready_text(self) -> str:
+        if self._deps.upstream_kind == "simulator":
+            return "Connected to the local Gemini simulator (no API key configured): replies are scripted."
+        return "Connected to the assistant."
+
+    def _inbound_kick(self) -> None:
+        # Wakes the sender so audio held during a reconnect goes out without waiting for more.
+        if self._held and not self._inbound.full():
+            self._inbound.put_nowait(b"")
+
+    async def _pump(self, upstream: LiveUpstream) -> str:
+        try:
+            while True:
+                async for message in upstream.receive():
+                    await self._on_upstream_message(message, upstream)
+                    if message.go_away is not None:
+                        return "go_away"
+        except errors.APIError as exc:
+            if exc.code == 1000:
+                return "closed"
+            raise
+
+    async def _on_upstream_message(self, message: types.LiveServerMessage, upstream: LiveUpstream) -> None:
+        update = message.session_resumption_update
+        if update is not None and update.resumable and update.new_handle:
+            self._resume_handle = update.new_handle
+        if message.go_away is not None:
+            await self._deps.audit.record("go_away", time_left=message.go_away.time_left)
+        if message.tool_call is not None:
+            for call in message.tool_call.function_calls or []:
+                await self._on_function_call(call, upstream)
+        if message.tool_call_cancellation is not None:
+            await self._on_tool_cancellation(message.tool_call_cancellation.ids or [])
+        content = message.server_content
+        if content is None:
+            return
+        if content.interrupted:
+            await self._finalize_role()
+            await self._interrupt_playback()
+        if content.input_transcription is not None and content.input_transcription.text:
+            await self._transcript("patient", content.input_transcription.text)
+        if content.model_turn is not None and not self._muted:
+            for part in content.model_turn.parts or []:
+                if part.inline_data is not None and part.inline_data.data:
+                    self._model_speaking = True
+                    await self._emit(part.inline_data.data)
+        if content.output_transcription is not None and content.output_transcription.text:
+            await self._transcript("assistant", content.output_transcription.text)
+        if content.turn_complete:
+            self._muted = self._model_speaking = False
+            await self._finalize_role()
+            await self._emit(TurnCompleteMessage())
+            self._maybe_fallback_extraction()
+
+    async def _transcript(self, role: Role, text: str) -> None:
+        if self._role != role:
+            await self._finalize_role()
+            self._role = role
+        self._parts.append(text)
+        await self._emit(TranscriptMessage(role=role, text=text))
+
+    async def _finalize_role(self) -> None:
+        text = "".join(self._parts).strip()
+        role, self._role, self._parts = self._role, None, []
+        if role is not None and text:
+            turn = Turn(role=role, text=text)
+            self.history.append(turn)
+            await self._deps.audit.turn(turn)
+
+    async def _interrupt_playback(self) -> None:
+        """Drop the model audio still queued and tell the browser to flush what it buffered."""
+        kept = [item for item in self._drain_outbound() if not isinstance(item, bytes)]
+        for item in kept:
+            self._outbound.put_nowait(item)
+        # The model keeps generating after a local interrupt; mute it until its turn ends.
+        self._muted = self._muted or self._model_speaking
+        self._model_speaking = False
+        await self._emit(InterruptedMessage())
+
+    def _drain_outbound(self) -> list[Outbound]:
+        items: list[Outbound] = []
+        while not self._outbound.empty():
+            items.append(self._outbound.get_nowait())
+        return items
+
+    async def _on_function_call(self, call: types.FunctionCall, upstream: LiveUpstream) -> None:
+        await self._deps.audit.record("function_call", name=call.name, call_id=call.id)
+        if call.name != COMPLETE_INTAKE:
+            await upstream.send_tool_response(
+                function_responses=[
+                    types.FunctionResponse(id=call.id, name=call.name, response={"error": "unknown function"})
+                ]
+            )
+            return
+        # Answer first so the model can say goodbye while the record is extracted.
+        await upstream.send_tool_response(
+            function_responses=[
+                types.FunctionResponse(
+                    id=call.id, name=call.name, response={"result": "ok", "message": "Intake recorded."}
+                )
+            ]
+        )
+        if call.id is not None:
+            self._intake_call_ids.add(call.id)
+        await self._finalize_role()
+        self._start_extraction(final=True, call_id=call.id)
+
+    async def _on_tool_cancellation(self, ids: list[str]) -> None:
+        await self._deps.audit.record("tool_call_cancelled", ids=ids)
+        for task, call_id in list(self._extractions.items()):
+            if call_id is not None and call_id in ids:
+                task.cancel()
+
+    def _maybe_fallback_extraction(self) -> None:
+        every = self._settings.FALLBACK_EXTRACTION_TURNS
+        if self.completed or self._intake_call_ids:
+            return
+        if len(self.history) - self._turns_at_last_extraction >= every:
+            self._start_extraction(final=False, call_id=None)
+
+    def _start_extraction(self, *, final: bool, call_id: str | None) -> None:
+        self._turns_at_last_extraction = len(self.history)
+        task = asyncio.create_task(self._extract(final), name=f"extraction:{self.id}")
+        self._extractions[task] = call_id
+        task.add_done_callback(self._extractions.pop)
+
+    async def _extract(self, final: bool) -> None:
+        turns = list(self.history)
+        try:
+            record, warnings = await self._deps.extractor.extract(turns)
+        except ExtractionError as exc:
+            await self._deps.audit.record("extraction", ok=False, final=final, error=str(exc))
+            await self._emit(
+                ErrorMessage(code="extraction_failed", message=f"Could not build the intake record: {exc}")
+            )
+            if not final or self.record is None:
+                if final:
+                    await self._save(completed=False)
+                return
+        else:
+            self.record, self._warnings = record, warnings
+            await self._deps.audit.record(
+                "extraction",
+                ok=True,
+                final=final,
+                warnings=len(warnings),
+                sections=[name for name, value in record if value],
+            )
+        assert self.record is not None
+        await self._emit(ExtractedDataMessage(data=self.record, final=final))
+        if final:
+            self.completed = True
+            await self._emit(IntakeCompleteMessage())
+            await self._save(completed=True)
+
+    async def _save(self, *, completed: bool) -> None:
+        if self._deps.store is None or not (self.history or self.record):
+            return
+        await self._deps.store.save(
+            self.id, list(self.history), self.record, completed=completed, warnings=self._warnings
+        )
+        await self._deps.audit.record("conversation_saved", completed=completed)
+
+    async def _send_to_browser(self) -> None:
+        while True:
+            item = await self._outbound.get()
+            try:
+                if isinstance(item, bytes):
+                    await self._ws.send_bytes(item)
+                else:
+                    await self._ws.send_text(item.model_dump_json(exclude_none=True))
+            except (WebSocketDisconnect, OSError):
+                return
+
+    async def finish(self, reason: str) -> None:
+        """Idempotent teardown: let extraction in flight finish (bounded), save, audit."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._extractions:
+            done, pending = await asyncio.wait(
+                list(self._extractions), timeout=self._settings.SHUTDOWN_GRACE_SECONDS
+            )
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        await self._finalize_role()
+        if not self.completed:
+            await self._save(completed=False)
+        await self._deps.audit.record(
+            "session_end", reason=reason, turns=len(self.history), completed=self.completed
+        )
+        self._closed.set()
+
+
+def _refusal_text(exc: errors.APIError) -> str:
+    if exc.code in (1007, 1008, 401, 403):
+        return "The assistant service refused the API key or the request. Check the key and try again."
+    return f"The assistant service refused the session ({exc.code})."

@@ -1,0 +1,323 @@
+"""The FastAPI server: HTTP endpoints, the static page, and the /ws relay endpoint."""
+
+import hmac
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import uvicorn
+from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, status
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from starlette.websockets import WebSocketState
+
+from config import Settings, get_settings
+from gemini_live import IntakeSession, SessionDeps, SessionEnded
+from schemas import ErrorMessage
+from services.admission import SessionRegistry
+from services.extraction import Extractor, IntakeExtractor
+from services.gemini_client import GenaiConnector, LiveConnector, UpstreamTarget
+from services.session_records import ConversationStore, SessionAudit
+from utils.log_redaction import logging_config
+
+VERSION = "0.1.0"
+SIMULATOR_KEY = "simulator-local"
+WEB_DIR = Path(__file__).parent / "web"
+logger = logging.getLogger("intake")
+
+ConnectorFactory = Callable[[str], LiveConnector]
+ExtractorFactory = Callable[[str], Extractor]
+
+
+@dataclass
+class Upstream:
+    """The upstream in use and the key the server holds for it (None: browsers bring one)."""
+
+    target: UpstreamTarget
+    server_key: str | None
+    key_source: str
+    stop: Callable[[], None] = field(default=lambda: None)
+
+
+def resolve_upstream(settings: Settings) -> Upstream:
+    if settings.uses_simulator:
+        from simulator import SimulatorConfig, start_simulator
+
+        sim = start_simulator(
+            SimulatorConfig(
+                host="127.0.0.1",
+                port=0,
+                tls=True,
+                scenario=settings.SIMULATOR_SCENARIO,
+                time_scale=settings.SIMULATOR_TIME_SCALE,
+            )
+        )
+        logger.warning(
+            "NO GEMINI_API_KEY: relaying to the built-in Gemini SIMULATOR at %s (scripted replies, "
+            "scenario %s). Set GEMINI_API_KEY to talk to Google.",
+            sim.base_url,
+            settings.SIMULATOR_SCENARIO,
+        )
+        target = UpstreamTarget("simulator", sim.base_url, sim.ca_file)
+        return Upstream(target, SIMULATOR_KEY, "simulator", stop=sim.stop)
+    key = settings.GEMINI_API_KEY.get_secret_value() if settings.GEMINI_API_KEY else None
+    kind = "custom" if settings.GEMINI_BASE_URL else "google"
+    target = UpstreamTarget(kind, settings.GEMINI_BASE_URL, settings.GEMINI_CA_FILE)
+    return Upstream(target, key, "environment" if key else "none")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    upstream: Upstream
+    registry: SessionRegistry
+    connector_factory: ConnectorFactory
+    extractor_factory: ExtractorFactory
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    upstream: Upstream | None = None,
+    connector_factory: ConnectorFactory | None = None,
+    extractor_factory: ExtractorFactory | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        resolved = upstream or resolve_upstream(settings)
+        target = resolved.target
+        app.state.intake = AppState(
+            settings=settings,
+            upstream=resolved,
+            registry=SessionRegistry(
+                max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
+            ),
+            connector_factory=connector_factory
+            or (lambda key: GenaiConnector(target.client(key), settings.GEMINI_LIVE_MODEL)),
+            extractor_factory=extractor_factory
+            or (
+                lambda key: IntakeExtractor(
+                    target.client(key),
+                    settings.GEMINI_EXTRACTION_MODEL,
+                    timeout=settings.EXTRACTION_TIMEOUT_SECONDS,
+                )
+            ),
+        )
+        logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
+        try:
+            yield
+        finally:
+            await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
+            resolved.stop()
+
+    app = FastAPI(title="Voice medical intake", version=VERSION, lifespan=lifespan)
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.CORS_ORIGINS,
+        allow_methods=["GET"],
+        allow_headers=["Authorization"],
+    )
+
+    def state(request: Request) -> AppState:
+        intake: AppState = request.app.state.intake
+        return intake
+
+    State = Annotated[AppState, Depends(state)]
+
+    def require_token(request: Request, app_state: State) -> None:
+        expected = app_state.settings.ACCESS_TOKEN
+        if expected is not None and not _token_matches(_presented_token(request), expected.get_secret_value()):
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A valid access token is required.")
+
+    Guarded = Depends(require_token)
+
+    @app.get("/", dependencies=[Guarded])
+    async def root(app_state: State) -> dict[str, Any]:
+        return {
+            "service": "Voice medical intake",
+            "version": VERSION,
+            "status": "running",
+            "live_model": app_state.settings.GEMINI_LIVE_MODEL,
+            "extraction_model": app_state.settings.GEMINI_EXTRACTION_MODEL,
+            "upstream": app_state.upstream.target.kind,
+            "app": "/app/",
+            "websocket": "/ws",
+        }
+
+    @app.get("/health")
+    async def health(app_state: State) -> dict[str, Any]:
+        registry = app_state.registry
+        return {
+            "status": "shutting_down" if registry.shutting_down else "healthy",
+            "open_sessions": registry.open_sessions,
+            "upstream": app_state.upstream.target.kind,
+        }
+
+    @app.get("/api-key-status", dependencies=[Guarded])
+    async def api_key_status(app_state: State) -> dict[str, Any]:
+        resolved = app_state.upstream
+        return {
+            "configured": resolved.server_key is not None,
+            "source": resolved.key_source,
+            "upstream": resolved.target.kind,
+            "browser_key_required": resolved.server_key is None,
+        }
+
+    if WEB_DIR.is_dir():
+        app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
+
+    @app.websocket("/ws")
+    async def intake_socket(websocket: WebSocket) -> None:
+        await run_intake_socket(websocket, websocket.app.state.intake)
+
+    return app
+
+
+def _presented_token(connection: Request | WebSocket) -> str | None:
+    header = connection.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip()
+    return connection.query_params.get("token")
+
+
+def _token_matches(presented: str | None, expected: str) -> bool:
+    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
+
+
+def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
+    """CORS does not cover WebSockets, so the upgrade's Origin is checked here."""
+    origin = websocket.headers.get("origin")
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    # The page this server serves itself is always allowed.
+    return urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+async def _refuse(websocket: WebSocket, error: ErrorMessage, code: int) -> None:
+    await websocket.accept()
+    await websocket.send_text(error.model_dump_json())
+    await websocket.close(code=code, reason=error.message[:120])
+
+
+async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
+    settings = app_state.settings
+    if not origin_allowed(websocket, settings.CORS_ORIGINS):
+        logger.warning("refused a WebSocket from a disallowed origin")
+        await websocket.close(code=1008, reason="Origin not allowed")
+        return
+    if settings.ACCESS_TOKEN is not None and not _token_matches(
+        _presented_token(websocket), settings.ACCESS_TOKEN.get_secret_value()
+    ):
+        await _refuse(
+            websocket, ErrorMessage(code="unauthorized", message="A valid access token is required."), 1008
+        )
+        return
+    api_key = websocket.query_params.get("api_key") or app_state.upstream.server_key
+    if not api_key:
+        await _refuse(
+            websocket,
+            ErrorMessage(
+                code="no_api_key", message="No Gemini API key: the server has none, so the page must send one."
+            ),
+            1008,
+        )
+        return
+    client = websocket.client.host if websocket.client else "unknown"
+    registry = app_state.registry
+    if (why := registry.refusal(client)) is not None:
+        await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=why), 1013)
+        return
+    registry.reserve(client)
+    session: IntakeSession | None = None
+    try:
+        await websocket.accept()
+        session_id = uuid.uuid4().hex
+        session = IntakeSession(websocket, _session_deps(app_state, api_key, session_id))
+        registry.attach(session, client)
+        logger.info("session %s opened (upstream %s)", session_id, app_state.upstream.target.kind)
+        outcome = await session.run()
+    except (ValidationError, ValueError) as exc:
+        logger.exception("session could not start")
+        outcome = SessionEnded(
+            "internal_error", close_code=1011, error=ErrorMessage(code="internal_error", message=str(exc)[:200])
+        )
+    except Exception:
+        logger.exception("session failed")
+        outcome = SessionEnded(
+            "internal_error",
+            close_code=1011,
+            error=ErrorMessage(code="internal_error", message="The server hit an unexpected error."),
+        )
+    finally:
+        registry.release(client, session)
+    if session is not None:
+        logger.info("session %s closed: %s", session.id, outcome.reason)
+    await _close(websocket, outcome)
+
+
+def _session_deps(app_state: AppState, api_key: str, session_id: str) -> SessionDeps:
+    settings = app_state.settings
+    return SessionDeps(
+        settings=settings,
+        connector=app_state.connector_factory(api_key),
+        extractor=app_state.extractor_factory(api_key),
+        upstream_kind=app_state.upstream.target.kind,
+        store=ConversationStore(settings.CONVERSATION_STORAGE_PATH) if settings.SAVE_CONVERSATIONS else None,
+        audit=SessionAudit(
+            settings.SESSION_LOG_PATH if settings.ENABLE_SESSION_LOGS else None,
+            session_id,
+            with_content=settings.AUDIT_LOG_CONTENT,
+        ),
+    )
+
+
+async def _close(websocket: WebSocket, outcome: SessionEnded) -> None:
+    if websocket.application_state is not WebSocketState.CONNECTED:
+        return
+    if websocket.client_state is not WebSocketState.CONNECTED:
+        return
+    try:
+        if outcome.error is not None:
+            await websocket.send_text(outcome.error.model_dump_json())
+        await websocket.close(code=outcome.close_code, reason=outcome.reason)
+    except (RuntimeError, OSError):
+        pass  # the browser left while we were saying goodbye
+
+
+class IntakeServer(uvicorn.Server):
+    """Tells open sessions about a SIGTERM before uvicorn starts closing connections."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        app_state: AppState = self._app.state.intake
+        await app_state.registry.shutdown_all(app_state.settings.SHUTDOWN_GRACE_SECONDS)
+        await super().shutdown(sockets)
+
+
+def serve(settings: Settings) -> None:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=settings.HOST,
+        port=settings.PORT,
+        log_config=logging_config(settings.LOG_LEVEL),
+        ws_ping_interval=20.0,
+        ws_ping_timeout=20.0,
+        timeout_graceful_shutdown=settings.SHUTDOWN_GRACE_SECONDS + 5,
+    )
+    IntakeServer(config, app).run()
+
+
+if __name__ == "__main__":
+    serve(get_settings())

@@ -1,0 +1,67 @@
+"""Builds google-genai clients for the configured upstream and opens Live sessions."""
+
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+from google import genai
+from google.genai import types
+
+UpstreamKind = Literal["google", "simulator", "custom"]
+
+
+class LiveUpstream(Protocol):
+    """The part of google-genai's AsyncSession the relay uses."""
+
+    async def send_realtime_input(
+        self, *, audio: types.Blob | None = None, audio_stream_end: bool | None = None
+    ) -> None: ...
+
+    async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None: ...
+
+    def receive(self) -> AsyncIterator[types.LiveServerMessage]: ...
+
+    async def close(self) -> None: ...
+
+
+class LiveConnector(Protocol):
+    def connect(self, config: types.LiveConnectConfig) -> AbstractAsyncContextManager[LiveUpstream]: ...
+
+
+@dataclass(frozen=True)
+class UpstreamTarget:
+    """Where the server's google-genai clients point, and how they trust it."""
+
+    kind: UpstreamKind
+    base_url: str | None = None
+    ca_file: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if self.ca_file is None:
+            return None
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def client(self, api_key: str) -> genai.Client:
+        http_options = types.HttpOptions(base_url=self.base_url)
+        ctx = self.ssl_context()
+        if ctx is not None:
+            # "ssl" reaches the Live websocket, "verify" the httpx client for generateContent.
+            http_options.client_args = {"verify": ctx}
+            http_options.async_client_args = {"verify": ctx, "ssl": ctx}
+        return genai.Client(api_key=api_key, http_options=http_options)
+
+
+class GenaiConnector:
+    """Opens real google-genai Live sessions for one API key."""
+
+    def __init__(self, client: genai.Client, model: str) -> None:
+        self._client = client
+        self._model = model
+
+    @asynccontextmanager
+    async def connect(self, config: types.LiveConnectConfig) -> AsyncIterator[LiveUpstream]:
+        async with self._client.aio.live.connect(model=self._model, config=config) as session:
+            yield session

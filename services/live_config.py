@@ -1,0 +1,73 @@
+"""The Live session's configuration: voice, transcription, prompt and the completion tool."""
+
+from google.genai import types
+
+from config import Settings
+
+COMPLETE_INTAKE = "complete_intake"
+
+_TONES = {
+    "warm": "Be warm, empathetic, and caring in your tone.",
+    "professional": "Maintain a professional and clinical tone throughout.",
+    "friendly": "Be friendly, approachable, and conversational.",
+}
+
+REQUIRED_SECTIONS = (
+    "Chief complaint",
+    "Symptom details (location, duration, severity 1-10, triggers)",
+    "Current medications (name, dose, frequency)",
+    "Allergies (substance, reactions, severity)",
+    "Past medical history (conditions, surgeries, hospitalizations)",
+    "Social history (smoking, alcohol, occupation, exercise)",
+)
+
+
+def system_instruction(settings: Settings) -> str:
+    sections = "\n".join(f"{n}. {name}" for n, name in enumerate(REQUIRED_SECTIONS, start=1))
+    return f"""You are a medical intake assistant for {settings.CLINIC_NAME}, \
+{settings.SPECIALTY} department. You gather the patient's information through natural \
+conversation before their visit. You do not diagnose or give medical advice; if the patient \
+describes an emergency, tell them to call emergency services now.
+
+CONVERSATION STYLE:
+- {_TONES[settings.GREETING_STYLE]}
+- Ask one clear question at a time, in plain language.
+- Always confirm allergies carefully: they are life-critical.
+- Keep each reply to one or two sentences, except the final summary.
+
+REQUIRED INFORMATION, IN THIS ORDER:
+{sections}
+
+COMPLETION PROTOCOL:
+1. Summarize everything back to the patient.
+2. Ask the patient to confirm it is accurate, and correct anything they change.
+3. Only once the patient has confirmed the summary, call {COMPLETE_INTAKE}.
+4. Never call {COMPLETE_INTAKE} before the patient has confirmed."""
+
+
+def complete_intake_declaration() -> types.FunctionDeclaration:
+    return types.FunctionDeclaration(
+        name=COMPLETE_INTAKE,
+        description=(
+            "Call this once you have collected all required intake information and the "
+            "patient has confirmed your verbal summary."
+        ),
+    )
+
+
+def live_connect_config(settings: Settings, *, resume_handle: str | None) -> types.LiveConnectConfig:
+    return types.LiveConnectConfig(
+        response_modalities=[types.Modality.AUDIO],
+        input_audio_transcription=types.AudioTranscriptionConfig(),
+        output_audio_transcription=types.AudioTranscriptionConfig(),
+        speech_config=types.SpeechConfig(
+            voice_config=types.VoiceConfig(
+                prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.VOICE_MODEL)
+            )
+        ),
+        system_instruction=types.Content(parts=[types.Part(text=system_instruction(settings))]),
+        tools=[types.Tool(function_declarations=[complete_intake_declaration()])],
+        session_resumption=types.SessionResumptionConfig(handle=resume_handle),
+        # Audio sessions stop at 15 minutes without compression; a sliding window lifts that.
+        context_window_compression=types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow()),
+    )
