@@ -1,0 +1,124 @@
+"""The Live WebSocket endpoint: key check, setup, resumption, and how the socket ends."""
+
+import logging
+from collections.abc import Callable
+from typing import cast
+
+import anyio
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from simulator import protocol
+from simulator.agent import IntakeAgent
+from simulator.conversation import Abort, ClientGone, Close, Conversation, Ending, payload
+from simulator.extraction import API_KEY_INVALID
+from simulator.hub import SimulatorHub
+from simulator.options import InvalidSimulatorKey
+from simulator.protocol import ProtocolError
+from simulator.scenarios import UnknownScenario, load_scenario
+from simulator.stats import SessionStats
+
+logger = logging.getLogger(__name__)
+
+# Set by `server.AbortableWebSocketProtocol`: ASGI itself cannot drop a connection
+# without a close frame, and that is the fault `drop_after` simulates.
+ABORT_EXTENSION = "simulator.transport.abort"
+SETUP_TIMEOUT_SECONDS = 30.0
+BAD_RESUMPTION_HANDLE = "Session resumption handle is invalid or has expired."
+
+
+async def serve_live(websocket: WebSocket, hub: SimulatorHub) -> None:
+    await websocket.accept()
+    record: SessionStats | None = None
+    try:
+        record, ending = await _handshake_and_converse(websocket, hub)
+    except Exception:
+        logger.exception("simulated Live session failed")
+        ending = Close(1011, "Internal error encountered.")
+    close_code, reason = await _end(websocket, ending)
+    if record is None:
+        return
+    record.closed = True
+    record.close_code = close_code
+    record.close_reason = reason
+    record.dropped = isinstance(ending, Abort)
+
+
+async def _handshake_and_converse(
+    websocket: WebSocket, hub: SimulatorHub
+) -> tuple[SessionStats | None, Ending]:
+    first = None
+    with anyio.move_on_after(SETUP_TIMEOUT_SECONDS):
+        first = await websocket.receive()
+    if first is None:
+        return None, Close(1007, "The first message must be setup.")
+    if first["type"] == "websocket.disconnect":
+        return None, ClientGone(int(first.get("code", 1005)))
+
+    api_key = websocket.headers.get("x-goog-api-key") or websocket.query_params.get("key")
+    try:
+        choice, scenario = hub.choose(api_key)
+    except (InvalidSimulatorKey, UnknownScenario) as exc:
+        return hub.stats.open_session(""), Close(1007, f"Invalid simulator key: {exc}")
+    options = hub.options_for(scenario, choice)
+    record = hub.stats.open_session(scenario.name)
+    if choice.denied or options.reject_key:
+        return record, Close(1008, API_KEY_INVALID)
+    try:
+        setup = protocol.parse_client_message(payload(first)).setup
+    except ProtocolError as exc:
+        return record, Close(1007, str(exc))
+    if setup is None:
+        return record, Close(1007, "The first message must be setup.")
+    hub.stats.messages_received["setup"] += 1
+
+    state = None
+    handle = setup.session_resumption.handle if setup.session_resumption else None
+    if handle:
+        state = hub.resumption.load(handle)
+        if state is None:
+            return record, Close(1007, BAD_RESUMPTION_HANDLE)
+        scenario = load_scenario(state.scenario)
+        record.scenario = scenario.name
+        record.resumed = True
+    record.model = setup.model
+    record.resumption_requested = setup.session_resumption is not None
+    record.compression_requested = setup.context_window_compression is not None
+    record.declared_functions = sorted(setup.function_names)
+    hub.remember_key(api_key, scenario.name)
+
+    agent = IntakeAgent(
+        scenario,
+        state=state,
+        tool_declared=scenario.tool_name in setup.function_names,
+        cancel_first_call=options.cancel_tool_call,
+    )
+    conversation = Conversation(
+        websocket, hub, agent=agent, setup=setup, options=options, record=record
+    )
+    return record, await conversation.run()
+
+
+async def _end(websocket: WebSocket, ending: Ending) -> tuple[int, str]:
+    match ending:
+        case ClientGone(code=code):
+            return code, ""
+        case Close(code=code, reason=reason):
+            if websocket.application_state is WebSocketState.CONNECTED:
+                try:
+                    await websocket.close(code, _close_reason(reason))
+                except WebSocketDisconnect:
+                    pass
+            return code, reason
+        case Abort():
+            extension = websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
+            if extension is None:
+                logger.warning("this server cannot drop connections; closing with 1011")
+                await websocket.close(1011, "dropped")
+            else:
+                cast(Callable[[], None], extension["abort"])()
+            return 1006, "dropped"
+
+
+def _close_reason(reason: str) -> str:
+    # A close frame carries at most 123 bytes of reason.
+    return reason.encode()[:123].decode(errors="ignore")
