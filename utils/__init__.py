@@ -1,0 +1,1 @@
+"""Validators for intake values and PCM16 audio arithmetic; import the submodules directly."""
