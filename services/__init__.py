@@ -1,0 +1,1 @@
+"""Record storage, patient notifications and insurance checks behind pluggable interfaces."""
