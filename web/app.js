@@ -21,6 +21,7 @@ const FLUSH_CHECK_MS = 300;
 const $ = (id) => document.getElementById(id);
 const ui = {
   session: document.querySelector('.session'),
+  sessionActions: $('session-actions'),
   status: document.querySelector('[data-testid="status"]'),
   label: document.querySelector('.status__label'),
   hint: document.querySelector('.status__hint'),
@@ -67,7 +68,7 @@ window.intakeDebug = debug;
 
 const transcript = new TranscriptView($('transcript'));
 const record = new RecordView($('record'));
-const reviewRecord = new RecordView($('review-record'), { highlight: false });
+const reviewRecord = new RecordView($('review-record'), { highlight: false, empty: 'Nothing recorded' });
 
 // phase: idle | connecting | ready | reconnecting | done | ended | error
 const session = {
@@ -136,6 +137,7 @@ function render() {
   ui.stop.hidden = !inSession || (session.phase === 'ready' && !engine.micOn);
   ui.end.hidden = !inSession;
   ui.reconnect.hidden = session.phase !== 'error';
+  ui.sessionActions.hidden = [ui.start, ui.reconnect, ui.stop, ui.end].every((button) => button.hidden);
   ui.meter.classList.toggle('meter--off', !engine.micOn);
   ui.meter.hidden = session.phase === 'done';
 
@@ -360,7 +362,6 @@ function complete(message) {
   ui.reviewMessage.textContent = message;
   if (session.latestRecord) reviewRecord.update(session.latestRecord);
   ui.download.disabled = !session.latestRecord;
-  renderTurns(ui.reviewTranscript, transcript.turns());
   ui.workspace.hidden = true;
   ui.review.hidden = false;
   ui.reviewTitle.focus();
@@ -410,6 +411,14 @@ ui.reconnect.addEventListener('click', () => {
 ui.stop.addEventListener('click', stopMicrophone);
 ui.end.addEventListener('click', endConversation);
 ui.download.addEventListener('click', downloadRecord);
+// Rendered when opened: the assistant's closing words may still be arriving after the review shows.
+ui.reviewTranscript.closest('details').addEventListener('toggle', (event) => {
+  if (event.target.open) renderTurns(ui.reviewTranscript, transcript.turns());
+});
+ui.keyField.addEventListener('submit', (event) => {
+  event.preventDefault();
+  start();
+});
 ui.restart.addEventListener('click', () => window.location.reload());
 
 render();

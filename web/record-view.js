@@ -18,13 +18,15 @@ export function isLifeThreatening(allergy) {
 
 export class RecordView {
   // highlight: briefly mark sections that change, for a record that fills in live.
-  constructor(container, { highlight = true } = {}) {
+  // empty: what a section without data says (a live form has not got there yet).
+  constructor(container, { highlight = true, empty = 'Not discussed yet' } = {}) {
     this.container = container;
     this.highlight = highlight;
+    this.empty = empty;
     this.alert = h('div', { className: 'critical-alert', 'data-testid': 'critical-allergy', hidden: true });
     this.sections = new Map();
     const parts = SECTIONS.map(([id, title]) => {
-      const body = h('div', { className: 'record-section__body' }, placeholder());
+      const body = h('div', { className: 'record-section__body' }, placeholder(this.empty));
       const section = h(
         'section',
         { className: 'record-section', 'data-section': id, 'data-filled': 'false' },
@@ -44,7 +46,7 @@ export class RecordView {
       if (snapshot === slot.snapshot) continue;
       slot.snapshot = snapshot;
       const content = render(record);
-      slot.body.replaceChildren(content ?? placeholder());
+      slot.body.replaceChildren(content ?? placeholder(this.empty));
       slot.section.dataset.filled = String(content !== null);
       if (content !== null && this.highlight) flash(slot.section);
     }
@@ -62,8 +64,8 @@ export class RecordView {
   }
 }
 
-function placeholder() {
-  return h('p', { className: 'placeholder' }, 'Not discussed yet');
+function placeholder(text) {
+  return h('p', { className: 'placeholder' }, text);
 }
 
 function flash(section) {
