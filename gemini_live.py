@@ -122,19 +122,27 @@ class IntakeSession:
             ("gemini-receiver", self._receive_from_gemini, "upstream_closed"),
             ("browser-writer", self._send_to_browser, "browser_closed"),
         ]
+        running = [
+            asyncio.create_task(self._until_end(body, reason), name=f"{name}:{self.id}")
+            for name, body, reason in tasks
+        ]
+        self._reader = running[0]
+        if self._stop_reason is not None:
+            self._reader.cancel()
         outcome = SessionEnded("cancelled")
         try:
-            async with asyncio.TaskGroup() as group:
-                for name, body, reason in tasks:
-                    task = group.create_task(self._until_end(body, reason), name=f"{name}:{self.id}")
-                    self._reader = self._reader or task
-                if self._stop_reason is not None:
-                    self._reader.cancel()
-        except* SessionEnded as ended:
-            first = ended.exceptions[0]
-            assert isinstance(first, SessionEnded)
+            # The first task to end ends the session: the others are cancelled and awaited, so
+            # none outlives it. (asyncio.TaskGroup would do the same but, on 3.11, leaves the
+            # handler's task marked as cancelling, which breaks the server's own cancel scopes.)
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            first = next(iter(done)).exception()
+            if not isinstance(first, SessionEnded):
+                raise first or RuntimeError("a session task returned without ending the session")
             outcome = first
         finally:
+            for task in running:
+                task.cancel()
+            await asyncio.wait(running)
             await self.finish(outcome.reason)
         return outcome
 

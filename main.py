@@ -22,7 +22,7 @@ from gemini_live import IntakeSession, SessionDeps, SessionEnded
 from schemas import ErrorMessage
 from services.admission import SessionRegistry
 from services.extraction import Extractor, IntakeExtractor
-from services.gemini_client import GenaiConnector, LiveConnector, UpstreamTarget
+from services.gemini_client import GenaiConnector, LiveConnector, UpstreamKind, UpstreamTarget
 from services.session_records import ConversationStore, SessionAudit
 from utils.log_redaction import logging_config
 
@@ -67,7 +67,7 @@ def resolve_upstream(settings: Settings) -> Upstream:
         target = UpstreamTarget("simulator", sim.base_url, sim.ca_file)
         return Upstream(target, SIMULATOR_KEY, "simulator", stop=sim.stop)
     key = settings.GEMINI_API_KEY.get_secret_value() if settings.GEMINI_API_KEY else None
-    kind = "custom" if settings.GEMINI_BASE_URL else "google"
+    kind: UpstreamKind = "custom" if settings.GEMINI_BASE_URL else "google"
     target = UpstreamTarget(kind, settings.GEMINI_BASE_URL, settings.GEMINI_CA_FILE)
     return Upstream(target, key, "environment" if key else "none")
 
@@ -134,7 +134,9 @@ def create_app(
 
     def require_token(request: Request, app_state: State) -> None:
         expected = app_state.settings.ACCESS_TOKEN
-        if expected is not None and not _token_matches(_presented_token(request), expected.get_secret_value()):
+        if expected is not None and not _token_matches(
+            _presented_token(request), expected.get_secret_value()
+        ):
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A valid access token is required.")
 
     Guarded = Depends(require_token)
@@ -225,7 +227,8 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
         await _refuse(
             websocket,
             ErrorMessage(
-                code="no_api_key", message="No Gemini API key: the server has none, so the page must send one."
+                code="no_api_key",
+                message="No Gemini API key: the server has none, so the page must send one.",
             ),
             1008,
         )
@@ -247,7 +250,9 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     except (ValidationError, ValueError) as exc:
         logger.exception("session could not start")
         outcome = SessionEnded(
-            "internal_error", close_code=1011, error=ErrorMessage(code="internal_error", message=str(exc)[:200])
+            "internal_error",
+            close_code=1011,
+            error=ErrorMessage(code="internal_error", message=str(exc)[:200]),
         )
     except Exception:
         logger.exception("session failed")
@@ -314,7 +319,7 @@ def serve(settings: Settings) -> None:
         log_config=logging_config(settings.LOG_LEVEL),
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
-        timeout_graceful_shutdown=settings.SHUTDOWN_GRACE_SECONDS + 5,
+        timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS) + 5,
     )
     IntakeServer(config, app).run()
 

@@ -1,0 +1,48 @@
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+
+# Tests never read a developer's .env or talk to Google.
+os.environ.pop("GEMINI_API_KEY", None)
+
+from config import Settings  # noqa: E402
+from main import Upstream, create_app  # noqa: E402
+from services.gemini_client import UpstreamTarget  # noqa: E402
+from tests.fakes import FakeConnector, FakeExtractor  # noqa: E402
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        CONVERSATION_STORAGE_PATH=tmp_path / "conversations",
+        SESSION_LOG_PATH=tmp_path / "session_logs",
+        IDLE_TIMEOUT_SECONDS=30,
+    )
+
+
+AppFactory = Callable[..., FastAPI]
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> AppFactory:
+    def build(
+        connector: FakeConnector,
+        extractor: FakeExtractor | None = None,
+        *,
+        server_key: str | None = "test-key",
+        app_settings: Settings | None = None,
+    ) -> FastAPI:
+        return create_app(
+            app_settings or settings,
+            upstream=Upstream(
+                UpstreamTarget("custom", "https://upstream.invalid"), server_key, "environment"
+            ),
+            connector_factory=lambda key: connector,
+            extractor_factory=lambda key: extractor or FakeExtractor(),
+        )
+
+    return build
