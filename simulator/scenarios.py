@@ -62,9 +62,7 @@ def scenario_names() -> list[str]:
 def load_scenario(name: str) -> Scenario:
     path = SCENARIO_DIR / f"{name}.json"
     if name not in scenario_names():
-        raise UnknownScenario(
-            f"unknown scenario {name!r}; known: {', '.join(scenario_names())}"
-        )
+        raise UnknownScenario(f"unknown scenario {name!r}; known: {', '.join(scenario_names())}")
     scenario = Scenario.model_validate_json(path.read_text(encoding="utf-8"))
     if scenario.name != name:
         raise ValueError(f"{path.name} names itself {scenario.name!r}")

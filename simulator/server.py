@@ -9,10 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from uvicorn.config import LOGGING_CONFIG
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request as HandshakeRequest
 
@@ -29,6 +30,7 @@ T = TypeVar("T")
 
 STARTUP_TIMEOUT_SECONDS = 15.0
 STOP_TIMEOUT_SECONDS = 10.0
+SHUTDOWN_ABORT_SECONDS = 0.3
 
 
 class SimulatorConfig(BaseModel):
@@ -41,7 +43,8 @@ class SimulatorConfig(BaseModel):
     time_scale: float = Field(1.0, gt=0, le=100)
     # Simulator-wide defaults for faults and pacing; a `sim:` key overrides them per connection.
     options: SessionOptions = Field(default_factory=SessionOptions)
-    log_level: str = "warning"
+    # None leaves the process's logging alone, as an embedding server wants; the CLI sets one.
+    log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] | None = None
 
     @field_validator("scenario")
     @classmethod
@@ -59,6 +62,21 @@ class AbortableWebSocketProtocol(WebSocketsSansIOProtocol):
             extensions = self.scope.setdefault("extensions", {})
             # ASGI extension values are dicts.
             extensions[ABORT_EXTENSION] = {"abort": self.transport.abort}
+
+    def shutdown(self) -> None:
+        super().shutdown()
+        # A TLS close waits for the peer's close_notify, which a peer that has stopped
+        # reading never sends; shutting the socket down ends that wait.
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            self.loop.call_later(SHUTDOWN_ABORT_SECONDS, _shut_down_socket, sock)
+
+
+def _shut_down_socket(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed, as it is when the peer answered the close
 
 
 class RunningSimulator:
@@ -97,12 +115,12 @@ class RunningSimulator:
     def stop(self) -> None:
         if self._final_stats is not None:
             return
+        self._server.should_exit = True
+        self._thread.join(STOP_TIMEOUT_SECONDS)
         if self._thread.is_alive():
-            self._final_stats = self.stats()
-            self._server.should_exit = True
-            self._thread.join(STOP_TIMEOUT_SECONDS)
-        else:
-            self._final_stats = self._hub.stats.snapshot()
+            logger.warning("the simulator did not stop within %g s", STOP_TIMEOUT_SECONDS)
+        # Its loop has finished, so reading the statistics from here no longer races it.
+        self._final_stats = self._hub.stats.snapshot()
         if self._tls:
             self._tls.remove()
 
@@ -140,6 +158,7 @@ def start_simulator(config: SimulatorConfig | None = None) -> RunningSimulator:
             ssl_keyfile=str(tls.server_pem) if tls else None,
             ws=AbortableWebSocketProtocol,
             lifespan="off",
+            log_config=LOGGING_CONFIG if config.log_level else None,
             log_level=config.log_level,
             timeout_graceful_shutdown=2,
         )

@@ -1,5 +1,6 @@
 """`python -m simulator` as a separate process, and the embedding API's TLS files."""
 
+import asyncio
 import json
 import os
 import selectors
@@ -8,15 +9,17 @@ import ssl
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from google.genai import errors
 from websockets.sync.client import connect
 
-from tests.sim_support import LIVE_MODEL, running_simulator
+from tests.sim_support import LIVE_MODEL, live_config, next_message, running_simulator, sdk_client
 
 pytestmark = [pytest.mark.integration, pytest.mark.requires_gemini]
 
@@ -88,3 +91,22 @@ def test_embedded_simulator_stops_idempotently_and_removes_its_files() -> None:
     assert sim.stats()["total_sessions"] == 0
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{sim.base_url}/_stats", verify=False, timeout=1)
+
+
+async def test_stopping_with_a_session_open_ends_it_promptly() -> None:
+    with running_simulator() as sim:
+        async with (
+            sdk_client(sim, "sim:simple_visit") as client,
+            client.aio.live.connect(model=LIVE_MODEL, config=live_config()) as session,
+        ):
+            await session.send_realtime_input(text="Hello.")
+            await next_message(session)
+            started = time.monotonic()
+            # The client is not reading while the simulator stops.
+            await asyncio.to_thread(sim.stop)
+            assert time.monotonic() - started < 1.5
+            with pytest.raises(errors.APIError):
+                while True:
+                    await next_message(session)
+    summary = sim.stats()["sessions"][-1]
+    assert summary["closed"] is True and summary["close_code"] in (1006, 1012)
