@@ -60,6 +60,12 @@ Outbound = (
 )
 
 
+GREETING_CUE = types.Content(
+    role="user",
+    parts=[types.Part(text="The patient has joined the call. Greet them and begin the intake.")],
+)
+
+
 class SessionEnded(Exception):
     def __init__(self, reason: str, *, close_code: int = 1000, error: ErrorMessage | None = None):
         super().__init__(reason)
@@ -80,6 +86,7 @@ class SessionDeps:
     upstream_kind: UpstreamKind
     store: ConversationStore | None
     audit: SessionAudit
+    release: Callable[[], Awaitable[None]] | None = None
 
 
 class IntakeSession:
@@ -103,6 +110,7 @@ class IntakeSession:
         self._muted = False
         self._model_speaking = False
         self._connected_once = False
+        self._greeted = False
         self._turns_at_last_extraction = 0
         self._intake_call_ids: set[str] = set()
         self._extractions: dict[asyncio.Task[None], str | None] = {}
@@ -276,6 +284,10 @@ class IntakeSession:
                     await self._deps.audit.record(
                         "upstream_connected", resumed=self._resume_handle is not None
                     )
+                    if not self._greeted:
+                        # The model speaks only when spoken to; this asks it to open the interview.
+                        await upstream.send_client_content(turns=GREETING_CUE, turn_complete=True)
+                        self._greeted = True
                     await self._status("ready", self._ready_text())
                     self._inbound_kick()
                     why = await self._pump(upstream)
@@ -498,6 +510,8 @@ class IntakeSession:
         await self._deps.audit.record(
             "session_end", reason=reason, turns=len(self.history), completed=self.completed
         )
+        if self._deps.release is not None:
+            await self._deps.release()
         self._closed.set()
 
 

@@ -3,7 +3,7 @@
 import hmac
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +22,13 @@ from gemini_live import IntakeSession, SessionDeps, SessionEnded
 from schemas import ErrorMessage
 from services.admission import SessionRegistry
 from services.extraction import Extractor, IntakeExtractor
-from services.gemini_client import GenaiConnector, LiveConnector, UpstreamKind, UpstreamTarget
+from services.gemini_client import (
+    GenaiConnector,
+    LiveConnector,
+    UpstreamKind,
+    UpstreamTarget,
+    close_client,
+)
 from services.session_records import ConversationStore, SessionAudit
 from utils.log_redaction import logging_config
 
@@ -33,6 +39,18 @@ logger = logging.getLogger("intake")
 
 ConnectorFactory = Callable[[str], LiveConnector]
 ExtractorFactory = Callable[[str], Extractor]
+
+
+@dataclass(frozen=True)
+class SessionClients:
+    """What one session talks to upstream with, and how to release it afterwards."""
+
+    connector: LiveConnector
+    extractor: Extractor
+    release: Callable[[], Awaitable[None]] | None = None
+
+
+ClientsFactory = Callable[[str], SessionClients]
 
 
 @dataclass
@@ -77,8 +95,7 @@ class AppState:
     settings: Settings
     upstream: Upstream
     registry: SessionRegistry
-    connector_factory: ConnectorFactory
-    extractor_factory: ExtractorFactory
+    clients: ClientsFactory
 
 
 def create_app(
@@ -100,16 +117,7 @@ def create_app(
             registry=SessionRegistry(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
-            connector_factory=connector_factory
-            or (lambda key: GenaiConnector(target.client(key), settings.GEMINI_LIVE_MODEL)),
-            extractor_factory=extractor_factory
-            or (
-                lambda key: IntakeExtractor(
-                    target.client(key),
-                    settings.GEMINI_EXTRACTION_MODEL,
-                    timeout=settings.EXTRACTION_TIMEOUT_SECONDS,
-                )
-            ),
+            clients=_clients_factory(settings, target, connector_factory, extractor_factory),
         )
         logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
         try:
@@ -181,6 +189,33 @@ def create_app(
         await run_intake_socket(websocket, websocket.app.state.intake)
 
     return app
+
+
+def _clients_factory(
+    settings: Settings,
+    target: UpstreamTarget,
+    connector_factory: ConnectorFactory | None,
+    extractor_factory: ExtractorFactory | None,
+) -> ClientsFactory:
+    if connector_factory is not None and extractor_factory is not None:
+        return lambda key: SessionClients(connector_factory(key), extractor_factory(key))
+
+    def google_clients(key: str) -> SessionClients:
+        # One client per session: a browser-supplied key must never be shared.
+        client = target.client(key)
+        return SessionClients(
+            connector_factory(key)
+            if connector_factory
+            else GenaiConnector(client, settings.GEMINI_LIVE_MODEL),
+            extractor_factory(key)
+            if extractor_factory
+            else IntakeExtractor(
+                client, settings.GEMINI_EXTRACTION_MODEL, timeout=settings.EXTRACTION_TIMEOUT_SECONDS
+            ),
+            release=lambda: close_client(client),
+        )
+
+    return google_clients
 
 
 def _presented_token(connection: Request | WebSocket) -> str | None:
@@ -270,10 +305,12 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
 
 def _session_deps(app_state: AppState, api_key: str, session_id: str) -> SessionDeps:
     settings = app_state.settings
+    clients = app_state.clients(api_key)
     return SessionDeps(
         settings=settings,
-        connector=app_state.connector_factory(api_key),
-        extractor=app_state.extractor_factory(api_key),
+        connector=clients.connector,
+        extractor=clients.extractor,
+        release=clients.release,
         upstream_kind=app_state.upstream.target.kind,
         store=ConversationStore(settings.CONVERSATION_STORAGE_PATH) if settings.SAVE_CONVERSATIONS else None,
         audit=SessionAudit(

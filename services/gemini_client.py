@@ -22,6 +22,8 @@ class LiveUpstream(Protocol):
 
     async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None: ...
 
+    async def send_client_content(self, *, turns: types.Content, turn_complete: bool = True) -> None: ...
+
     def receive(self) -> AsyncIterator[types.LiveServerMessage]: ...
 
     async def close(self) -> None: ...
@@ -52,6 +54,11 @@ class UpstreamTarget:
             http_options.client_args = {"verify": ctx}
             http_options.async_client_args = {"verify": ctx, "ssl": ctx}
         return genai.Client(api_key=api_key, http_options=http_options)
+
+
+async def close_client(client: genai.Client) -> None:
+    await client.aio.aclose()
+    client.close()
 
 
 class GenaiConnector:

@@ -68,6 +68,7 @@ class FakeLiveSession:
     audio_in: list[types.Blob] = field(default_factory=list)
     stream_ends: int = 0
     tool_responses: list[types.FunctionResponse] = field(default_factory=list)
+    client_content: list[types.Content] = field(default_factory=list)
     closed: bool = False
     _progress: asyncio.Condition | None = None
 
@@ -90,6 +91,9 @@ class FakeLiveSession:
 
     async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None:
         self.tool_responses.extend(function_responses)
+
+    async def send_client_content(self, *, turns: types.Content, turn_complete: bool = True) -> None:
+        self.client_content.append(turns)
 
     async def receive(self) -> AsyncIterator[types.LiveServerMessage]:
         while self.script:
