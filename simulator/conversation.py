@@ -113,10 +113,12 @@ class Conversation:
         async with send_events, receive_events, anyio.create_task_group() as group:
             self._start(group, "reader", lambda: self._read(send_events))
             self._start(group, "agent", lambda: self._act(receive_events))
-            if options.goaway_after is not None:
+            # Faults fire once per conversation: a resumed connection is the recovery being tested.
+            fresh = not self._record.resumed
+            if options.goaway_after is not None and fresh:
                 after, left = options.goaway_after, options.goaway_time_left
                 self._start(group, "goaway", lambda: self._go_away(after, left))
-            if options.drop_after is not None:
+            if options.drop_after is not None and fresh:
                 drop_after = options.drop_after
                 self._start(group, "drop", lambda: self._drop(drop_after))
         self.sync_record()
