@@ -1,5 +1,6 @@
 """The Live WebSocket endpoint: key check, setup, resumption, and how the socket ends."""
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import cast
@@ -28,47 +29,44 @@ BAD_RESUMPTION_HANDLE = "Session resumption handle is invalid or has expired."
 
 async def serve_live(websocket: WebSocket, hub: SimulatorHub) -> None:
     await websocket.accept()
-    record: SessionStats | None = None
+    record = hub.stats.open_session(scenario="")
+    ending: Ending = Close(1011, "Internal error encountered.")
     try:
-        record, ending = await _handshake_and_converse(websocket, hub)
+        ending = await _handshake_and_converse(websocket, hub, record)
     except Exception:
         logger.exception("simulated Live session failed")
-        ending = Close(1011, "Internal error encountered.")
-    close_code, reason = await _end(websocket, ending)
-    if record is None:
-        return
-    record.closed = True
-    record.close_code = close_code
-    record.close_reason = reason
-    record.dropped = isinstance(ending, Abort)
+    finally:
+        record.close_code, record.close_reason = await _end(websocket, ending)
+        record.dropped = isinstance(ending, Abort)
+        record.closed = True
 
 
 async def _handshake_and_converse(
-    websocket: WebSocket, hub: SimulatorHub
-) -> tuple[SessionStats | None, Ending]:
+    websocket: WebSocket, hub: SimulatorHub, record: SessionStats
+) -> Ending:
     first = None
     with anyio.move_on_after(SETUP_TIMEOUT_SECONDS):
         first = await websocket.receive()
     if first is None:
-        return None, Close(1007, "The first message must be setup.")
+        return Close(1007, "The first message must be setup.")
     if first["type"] == "websocket.disconnect":
-        return None, ClientGone(int(first.get("code", 1005)))
+        return ClientGone(int(first.get("code", 1005)))
 
     api_key = websocket.headers.get("x-goog-api-key") or websocket.query_params.get("key")
     try:
         choice, scenario = hub.choose(api_key)
     except (InvalidSimulatorKey, UnknownScenario) as exc:
-        return hub.stats.open_session(""), Close(1007, f"Invalid simulator key: {exc}")
+        return Close(1007, f"Invalid simulator key: {exc}")
     options = hub.options_for(scenario, choice)
-    record = hub.stats.open_session(scenario.name)
+    record.scenario = scenario.name
     if choice.denied or options.reject_key:
-        return record, Close(1008, API_KEY_INVALID)
+        return Close(1008, API_KEY_INVALID)
     try:
         setup = protocol.parse_client_message(payload(first)).setup
     except ProtocolError as exc:
-        return record, Close(1007, str(exc))
+        return Close(1007, str(exc))
     if setup is None:
-        return record, Close(1007, "The first message must be setup.")
+        return Close(1007, "The first message must be setup.")
     hub.stats.messages_received["setup"] += 1
 
     state = None
@@ -76,7 +74,7 @@ async def _handshake_and_converse(
     if handle:
         state = hub.resumption.load(handle)
         if state is None:
-            return record, Close(1007, BAD_RESUMPTION_HANDLE)
+            return Close(1007, BAD_RESUMPTION_HANDLE)
         scenario = load_scenario(state.scenario)
         record.scenario = scenario.name
         record.resumed = True
@@ -95,7 +93,7 @@ async def _handshake_and_converse(
     conversation = Conversation(
         websocket, hub, agent=agent, setup=setup, options=options, record=record
     )
-    return record, await conversation.run()
+    return await conversation.run()
 
 
 async def _end(websocket: WebSocket, ending: Ending) -> tuple[int, str]:
@@ -104,16 +102,15 @@ async def _end(websocket: WebSocket, ending: Ending) -> tuple[int, str]:
             return code, ""
         case Close(code=code, reason=reason):
             if websocket.application_state is WebSocketState.CONNECTED:
-                try:
+                with contextlib.suppress(WebSocketDisconnect):
                     await websocket.close(code, _close_reason(reason))
-                except WebSocketDisconnect:
-                    pass
             return code, reason
         case Abort():
             extension = websocket.scope.get("extensions", {}).get(ABORT_EXTENSION)
             if extension is None:
                 logger.warning("this server cannot drop connections; closing with 1011")
-                await websocket.close(1011, "dropped")
+                with contextlib.suppress(WebSocketDisconnect):
+                    await websocket.close(1011, "dropped")
             else:
                 cast(Callable[[], None], extension["abort"])()
             return 1006, "dropped"

@@ -147,13 +147,6 @@ class ClientMessage(_Wire):
             raise ValueError(f"expected exactly one message field, got {present or 'none'}")
         return self
 
-    @property
-    def kind(self) -> str:
-        for name, value in self:
-            if value is not None:
-                return to_camel(name)
-        raise AssertionError("validated to have one field")
-
 
 def realtime_kinds(realtime: RealtimeInput) -> list[str]:
     return [f"realtimeInput.{to_camel(name)}" for name, value in realtime if value is not None]

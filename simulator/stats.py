@@ -13,6 +13,7 @@ from typing import Any
 @dataclass
 class SessionStats:
     id: str
+    # Empty until the key has chosen one.
     scenario: str
     model: str | None = None
     resumed: bool = False

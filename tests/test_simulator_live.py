@@ -1,5 +1,6 @@
 """The simulator's Live API, driven by the real google-genai SDK over TLS."""
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -292,3 +293,24 @@ async def test_transcriptions_only_when_the_setup_asks(sim: RunningSimulator) ->
         log = await collect_turn(session)
     assert log.input_text == log.output_text == ""
     assert log.audio and not log.handles
+
+
+async def test_faults_do_not_repeat_on_a_resumed_connection(sim: RunningSimulator) -> None:
+    scenario = load_scenario("simple_visit")
+    key = "sim:simple_visit;drop_after=0.3"
+    async with sdk_client(sim, key) as client:
+        async with client.aio.live.connect(model=LIVE_MODEL, config=live_config()) as first:
+            await first.send_realtime_input(text=scenario.patient_turns[0])
+            log = await collect_turn(first)
+            update = (await next_message(first)).session_resumption_update
+            assert update is not None and update.new_handle
+            with pytest.raises(errors.APIError) as dropped:
+                await next_message(first)
+            assert dropped.value.code == 1006
+
+        config = live_config(resume_handle=update.new_handle)
+        async with client.aio.live.connect(model=LIVE_MODEL, config=config) as second:
+            await asyncio.sleep(0.5)
+            await second.send_realtime_input(text=scenario.patient_turns[1])
+            log = await collect_turn(second)
+    assert log.output_text == scenario.exchanges[1].assistant
