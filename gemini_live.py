@@ -45,6 +45,9 @@ HISTORY_TURNS = 500
 # While the upstream reconnects, the first 2 s of the patient's speech are held and sent
 # once it is back; anything beyond is dropped with a notice rather than delayed further.
 HOLD_BYTES = int(2.0 * bytes_per_second(16000))
+# Audio sent since the newest resumption handle is not in the state that handle restores, so it
+# is kept (up to 30 s) and sent again after resuming; a new handle makes it redundant.
+REPLAY_BYTES = int(30.0 * bytes_per_second(16000))
 # Close codes after which retrying cannot help: the key or the request was refused.
 _FATAL_UPSTREAM_CODES = {1007, 1008, 400, 401, 403, 404}
 
@@ -101,6 +104,8 @@ class IntakeSession:
         self._ready = asyncio.Event()
         self._resume_handle: str | None = None
         self._held: deque[BrowserInput] = deque()
+        self._replay: deque[BrowserInput] = deque()
+        self._replay_bytes = 0
         self._held_bytes = 0
         self._dropping = False
         self.state: SessionState = "connecting"
@@ -230,9 +235,10 @@ class IntakeSession:
             try:
                 while self._held:
                     await self._send_input(upstream, self._held[0])
-                    self._release_held()
+                    self._remember(self._release_held())
                 if item != b"":
                     await self._send_input(upstream, item)
+                    self._remember(item)
             except (errors.APIError, WebSocketException, OSError):
                 # The receiver sees the same broken connection and reconnects; keep this chunk.
                 await self._hold(item)
@@ -261,11 +267,27 @@ class IntakeSession:
         self._held.append(item)
         self._held_bytes += size
 
-    def _release_held(self) -> None:
+    def _release_held(self) -> BrowserInput:
         item = self._held.popleft()
         self._held_bytes -= len(item) if isinstance(item, bytes) else 0
         if not self._held:
             self._dropping = False
+        return item
+
+    def _remember(self, item: BrowserInput) -> None:
+        self._replay.append(item)
+        self._replay_bytes += len(item) if isinstance(item, bytes) else 0
+        while self._replay_bytes > REPLAY_BYTES:
+            dropped = self._replay.popleft()
+            self._replay_bytes -= len(dropped) if isinstance(dropped, bytes) else 0
+
+    def _queue_replay(self) -> None:
+        """After resuming, resend what the restored state has not heard, ahead of anything held."""
+        for item in reversed(self._replay):
+            self._held.appendleft(item)
+            self._held_bytes += len(item) if isinstance(item, bytes) else 0
+        self._replay.clear()
+        self._replay_bytes = 0
 
     async def _receive_from_gemini(self) -> None:
         failures = 0
@@ -278,6 +300,8 @@ class IntakeSession:
             try:
                 async with self._deps.connector.connect(config) as upstream:
                     self._upstream = upstream
+                    if self._connected_once:
+                        self._queue_replay()
                     self._ready.set()
                     self._connected_once = True
                     failures = 0
@@ -343,6 +367,8 @@ class IntakeSession:
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self._resume_handle = update.new_handle
+            self._replay.clear()
+            self._replay_bytes = 0
         if message.go_away is not None:
             await self._deps.audit.record("go_away", time_left=message.go_away.time_left)
         if message.tool_call is not None:

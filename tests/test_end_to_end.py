@@ -95,7 +95,11 @@ async def test_bad_key_gets_a_clear_error_quickly(server, sim):
 async def test_upstream_drop_or_go_away_is_survived_with_resumption(server, sim, fault):
     sim.reset_stats()
     client = await open_browser(server, f"sim:simple_visit;{fault}")
-    await converse(client, "simple_visit")
+    try:
+        await converse(client, "simple_visit")
+    except AssertionError:
+        print([m for m in client.of_type("status") + client.of_type("error")])
+        raise
     statuses = [m["state"] for m in client.of_type("status")]
     assert "reconnecting" in statuses and statuses.count("ready") >= 2
     assert not [m for m in client.of_type("error") if m["code"] == "upstream_error"]
