@@ -67,7 +67,7 @@ async def test_full_intake_through_the_real_sdk_matches_the_scenario_record(serv
         assert got.medications[0].dose == "20 mg"
 
     await client.ws.send('{"type": "end_session"}')
-    code, _ = await asyncio.wait_for(client.closed, 5)
+    code, _ = await asyncio.wait_for(client.closed, 15)
     assert code == 1000
     await wait_sim_closed(sim)
 
@@ -95,11 +95,7 @@ async def test_bad_key_gets_a_clear_error_quickly(server, sim):
 async def test_upstream_drop_or_go_away_is_survived_with_resumption(server, sim, fault):
     sim.reset_stats()
     client = await open_browser(server, f"sim:simple_visit;{fault}")
-    try:
-        await converse(client, "simple_visit")
-    except AssertionError:
-        print([m for m in client.of_type("status") + client.of_type("error")])
-        raise
+    await converse(client, "simple_visit")
     statuses = [m["state"] for m in client.of_type("status")]
     assert "reconnecting" in statuses and statuses.count("ready") >= 2
     assert not [m for m in client.of_type("error") if m["code"] == "upstream_error"]
