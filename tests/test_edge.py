@@ -1,0 +1,379 @@
+"""The doors and the limits: origin, access token, admission, idle timeout, audit, redaction,
+graceful shutdown, and the simulator's tool-cancellation and bad-extraction faults."""
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
+
+from bench.patient import BrowserClient, converse, open_browser
+from config import Settings
+from simulator import RunningSimulator, load_scenario
+from simulator.speech import patient_audio
+from tests.fakes import FakeConnector, FakeExtractor, FakeLiveSession
+from tests.live_support import LiveServer, live_server
+from tests.sim_support import running_simulator
+from tests.test_relay import CHUNK, RECORD, conversation, end, open_ready, receive_until
+
+ROOT = Path(__file__).resolve().parent.parent
+FOREIGN = "https://evil.example"
+
+
+def with_settings(settings: Settings, **changes: Any) -> Settings:
+    return Settings(_env_file=None, **{**settings.model_dump(), **changes})  # type: ignore[call-arg]
+
+
+@pytest.mark.websocket
+@pytest.mark.parametrize("origin", [None, "http://testserver", "http://localhost:8000"])
+def test_websocket_from_no_same_or_allowed_origin_is_served(make_app, origin):
+    headers = {} if origin is None else {"origin": origin}
+    with TestClient(make_app(FakeConnector(FakeLiveSession()))) as client:
+        ws = client.websocket_connect("/ws", headers=headers)
+        session = ws.__enter__()
+        receive_until(session, "status")
+        assert end(ws, session) == 1000
+
+
+@pytest.mark.websocket
+def test_websocket_from_a_foreign_origin_is_refused_before_accept(make_app):
+    upstream = FakeLiveSession()
+    connector = FakeConnector(upstream)
+    with TestClient(make_app(connector)) as client:
+        with pytest.raises(WebSocketDisconnect) as refused:
+            with client.websocket_connect("/ws", headers={"origin": FOREIGN}):
+                pass
+        assert refused.value.code == 1008
+    assert connector.configs == []
+
+
+@pytest.fixture
+def guarded(make_app, settings: Settings) -> Iterator[TestClient]:
+    app_settings = with_settings(settings, ACCESS_TOKEN="tok-secret-123")
+    app = make_app(FakeConnector(FakeLiveSession(), FakeLiveSession()), app_settings=app_settings)
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("path", ["/", "/api-key-status"])
+def test_http_endpoints_need_the_access_token(guarded, path):
+    assert guarded.get(path).status_code == 401
+    assert guarded.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert guarded.get(path, params={"token": "tok-secret-12"}).status_code == 401
+    assert guarded.get(path, headers={"Authorization": "Bearer tok-secret-123"}).status_code == 200
+    assert guarded.get(path, params={"token": "tok-secret-123"}).status_code == 200
+
+
+@pytest.mark.integration
+def test_health_stays_open_with_an_access_token(guarded):
+    assert guarded.get("/health").json()["status"] == "healthy"
+
+
+@pytest.mark.websocket
+@pytest.mark.parametrize("path", ["/ws", "/ws?token=wrong"])
+def test_websocket_without_the_access_token_is_refused(guarded, path):
+    with guarded.websocket_connect(path) as session:
+        assert session.receive_json()["code"] == "unauthorized"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_json()
+    assert closed.value.code == 1008
+
+
+@pytest.mark.websocket
+def test_websocket_with_the_access_token_in_the_query_or_header_is_served(guarded):
+    ws, session = open_ready(guarded, "/ws?token=tok-secret-123")
+    assert end(ws, session) == 1000
+    ws = guarded.websocket_connect("/ws", headers={"Authorization": "Bearer tok-secret-123"})
+    session = ws.__enter__()
+    receive_until(session, "status")
+    assert end(ws, session) == 1000
+
+
+@pytest.mark.websocket
+def test_beyond_max_sessions_is_refused_with_1013_while_the_first_goes_on(make_app, settings):
+    first = FakeLiveSession()
+    connector = FakeConnector(first, FakeLiveSession())
+    app = make_app(connector, app_settings=with_settings(settings, MAX_SESSIONS=1))
+    with TestClient(app) as client:
+        ws, session = open_ready(client)
+        with client.websocket_connect("/ws") as refused:
+            error = refused.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                refused.receive_json()
+        assert error["code"] == "too_many_sessions" and "limit of 1" in error["message"]
+        assert closed.value.code == 1013
+        assert client.get("/health").json() == {"status": "healthy", "open_sessions": 1, "upstream": "custom"}
+        session.send_json({"type": "interrupt"})
+        assert receive_until(session, "interrupted")
+        assert end(ws, session) == 1000
+        assert client.get("/health").json()["open_sessions"] == 0
+    assert len(connector.configs) == 1
+
+
+@pytest.mark.websocket
+def test_per_client_limit_refuses_a_second_session_from_the_same_address_only(make_app, settings):
+    connector = FakeConnector(FakeLiveSession(), FakeLiveSession(), FakeLiveSession())
+    app = make_app(connector, app_settings=with_settings(settings, MAX_SESSIONS=5, MAX_SESSIONS_PER_CLIENT=1))
+    with TestClient(app, client=("10.0.0.1", 5000)) as same:
+        ws, session = open_ready(same)
+        with same.websocket_connect("/ws") as refused:
+            error = refused.receive_json()
+            with pytest.raises(WebSocketDisconnect) as closed:
+                refused.receive_json()
+        assert error["code"] == "too_many_sessions" and "your address" in error["message"]
+        assert closed.value.code == 1013
+        # Another address shares the app (and its registry) but not the first one's quota.
+        other = TestClient(app, client=("10.0.0.2", 5000))
+        ws2, session2 = open_ready(other)
+        assert same.get("/health").json()["open_sessions"] == 2
+        assert end(ws2, session2) == 1000
+        assert end(ws, session) == 1000
+
+
+@pytest.mark.websocket
+def test_idle_session_ends_with_idle_timeout(make_app, settings):
+    upstream = FakeLiveSession()
+    app = make_app(FakeConnector(upstream), app_settings=with_settings(settings, IDLE_TIMEOUT_SECONDS=0.3))
+    with TestClient(app) as client, client.websocket_connect("/ws") as session:
+        error = receive_until(session, "error")[-1]
+        with pytest.raises(WebSocketDisconnect) as closed:
+            session.receive_json()
+    assert error["code"] == "idle_timeout" and "0.3 s" in error["message"]
+    assert closed.value.code == 1000
+    assert upstream.closed
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("with_content", [False, True])
+def test_audit_log_has_content_only_when_configured(make_app, settings, with_content):
+    app_settings = with_settings(settings, AUDIT_LOG_CONTENT=with_content)
+    app = make_app(FakeConnector(conversation()), FakeExtractor(RECORD), app_settings=app_settings)
+    with TestClient(app) as client:
+        ws, session = open_ready(client)
+        session.send_bytes(CHUNK)
+        receive_until(session, "turn_complete")
+        session.send_bytes(CHUNK)
+        receive_until(session, "intake_complete")
+        end(ws, session)
+    (log,) = settings.SESSION_LOG_PATH.glob("*.jsonl")
+    turns = [event for event in map(json.loads, log.read_text().splitlines()) if event["event"] == "turn"]
+    assert [t["role"] for t in turns][:3] == ["patient", "assistant", "patient"]
+    if with_content:
+        assert turns[0]["text"] == "I have a headache."
+    else:
+        assert all(set(t) == {"ts", "session_id", "event", "role", "chars"} for t in turns)
+        assert "headache" not in log.read_text()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """`python main.py` on a free port with the built-in simulator, output captured to a file."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.port = free_port()
+        self.conversations = tmp_path / "conversations"
+        self.output = tmp_path / "server.log"
+        environ = {k: v for k, v in os.environ.items() if k != "GEMINI_API_KEY"}
+        environ.update(
+            UPSTREAM="simulator",
+            SIMULATOR_TIME_SCALE="0.05",
+            PORT=str(self.port),
+            CONVERSATION_STORAGE_PATH=str(self.conversations),
+            SESSION_LOG_PATH=str(tmp_path / "session_logs"),
+            PYTHONUNBUFFERED="1",
+            **env,
+        )
+        self._log = self.output.open("wb")
+        # cwd is tmp_path so no developer .env is read.
+        self.process = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py")],
+            cwd=tmp_path,
+            env=environ,
+            stdout=self._log,
+            stderr=self._log,
+        )
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
+
+    def wait_healthy(self, within: float = 15.0) -> None:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.text()
+            try:
+                if httpx.get(self.base_url + "/health", params={"token": "x"}).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError(f"server did not come up: {self.text()}")
+
+    def text(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.output.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture
+def server_process(tmp_path: Path) -> Iterator[type[ServerProcess]]:
+    started: list[ServerProcess] = []
+
+    def start(**env: str) -> ServerProcess:
+        process = ServerProcess(tmp_path, **env)
+        started.append(process)
+        process.wait_healthy()
+        return process
+
+    yield start  # type: ignore[misc]
+    for process in started:
+        process.stop()
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_no_key_or_token_reaches_the_log_even_at_debug(server_process):
+    token, key = "tok-secret-123", "AIzaSyD-fake-key-0123456789abcdef"
+    server = server_process(ACCESS_TOKEN=token, LOG_LEVEL="DEBUG")
+    async with httpx.AsyncClient(base_url=server.base_url) as http:
+        assert (await http.get("/", params={"token": token})).status_code == 200
+        assert (await http.get("/api-key-status", params={"token": token})).status_code == 200
+    client = await open_browser(server.ws_url, key, query=f"&token={token}")
+    await client.wait_for("turn_complete")
+    await client.ws.send('{"type": "end_session"}')
+    assert (await asyncio.wait_for(client.closed, 5))[0] == 1000
+    await asyncio.sleep(0.3)
+    server.stop()
+    output = server.text()
+    assert token not in output and "AIzaSyD" not in output and "0123456789abcdef" not in output
+    assert '"GET /?token=[redacted] HTTP/1.1" 200' in output
+    assert "/ws?api_key=[redacted]&token=[redacted]" in output
+    assert "session" in output and "opened" in output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+async def test_sigterm_tells_the_browser_saves_the_conversation_and_exits_cleanly(server_process):
+    server = server_process(SHUTDOWN_GRACE_SECONDS="3")
+    client = await open_browser(server.ws_url, "sim:simple_visit")
+    await client.wait_for("turn_complete")  # the opening line is in the history
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    code, _ = await asyncio.wait_for(client.closed, 5)
+    returncode = await asyncio.to_thread(server.process.wait, 10)
+    assert time.monotonic() - started < 3 + 5
+    assert client.of_type("error")[-1]["code"] == "server_shutdown"
+    assert client.kinds()[-1] == "error"
+    assert code == 1001
+    # uvicorn re-raises the SIGTERM it captured once its graceful shutdown is done.
+    assert returncode in (0, -signal.SIGTERM), server.text()
+    assert server.text().rstrip().endswith(f"Finished server process [{server.process.pid}]")
+    assert "Application shutdown complete." in server.text()
+    (saved,) = server.conversations.glob("*.json")
+    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
+    document = json.loads(saved.read_text())
+    assert document["intake_completed"] is False
+    assert document["conversation"][0]["role"] == "assistant"
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator(time_scale=0.05) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def live(settings: Settings, sim: RunningSimulator) -> Iterator[LiveServer]:
+    # No fallback extraction, so every generateContent request comes from complete_intake.
+    with live_server(with_settings(settings, FALLBACK_EXTRACTION_TURNS=1000), sim) as running:
+        yield running
+
+
+async def wait_upstreams_closed(sim: RunningSimulator) -> None:
+    for _ in range(100):
+        if not sim.stats()["open_sessions"]:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("an upstream session stayed open")
+
+
+async def end_session(client: BrowserClient) -> int | None:
+    await client.ws.send('{"type": "end_session"}')
+    code, _ = await asyncio.wait_for(client.closed, 5)
+    return code
+
+
+@pytest.mark.integration
+@pytest.mark.requires_gemini
+@pytest.mark.slow
+async def test_cancelled_tool_call_gets_no_intake_complete_and_the_retry_does(live, sim, settings):
+    sim.reset_stats()
+    client = await open_browser(live.ws_url, "sim:simple_visit;cancel_tool_call")
+    await converse(client, "simple_visit", finish=None)
+    # The simulator cancels its first complete_intake and ends the turn without a goodbye.
+    await client.wait_for("turn_complete", len(load_scenario("simple_visit").exchanges) + 2)
+    await asyncio.sleep(0.5)  # an extraction that was not cancelled answers well within this
+    assert client.of_type("intake_complete") == []
+    assert not [m for m in client.of_type("extracted_data") if m["final"]]
+
+    await client.speak(patient_audio("simple_visit")[-1])  # confirms again
+    await client.wait_for("intake_complete")
+    await asyncio.sleep(0.3)
+    assert len(client.of_type("intake_complete")) == 1
+    assert len([m for m in client.of_type("extracted_data") if m["final"]]) == 1
+    assert await end_session(client) == 1000
+    await wait_upstreams_closed(sim)
+
+    (record,) = sim.stats()["sessions"]
+    assert len(record["tool_call_ids"]) == 2 and record["cancelled_call_ids"] == record["tool_call_ids"][:1]
+    (log,) = settings.SESSION_LOG_PATH.glob("*.jsonl")
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    cancelled = [e for e in events if e["event"] == "tool_call_cancelled"]
+    assert cancelled and cancelled[0]["ids"] == record["tool_call_ids"][:1]
+    assert [e["ok"] for e in events if e["event"] == "extraction"] == [True]
+
+
+@pytest.mark.integration
+@pytest.mark.requires_gemini
+@pytest.mark.slow
+async def test_bad_extraction_is_retried_once_then_reported_and_the_session_goes_on(live, sim):
+    sim.reset_stats()
+    client = await open_browser(live.ws_url, "sim:simple_visit;bad_extraction")
+    await converse(client, "simple_visit", finish="error")
+    error = client.of_type("error")[-1]
+    assert error["code"] == "extraction_failed" and "schema" in error["message"]
+    # The goodbye still arrives and the session still answers.
+    await client.wait_for("turn_complete", len(load_scenario("simple_visit").exchanges) + 2)
+    await client.ws.send('{"type": "interrupt"}')
+    await client.wait_for("interrupted")
+    assert client.of_type("intake_complete") == []
+    assert await end_session(client) == 1000
+    await wait_upstreams_closed(sim)
+    requests = sim.stats()["generate_content_requests"]
+    assert len(requests) == 2 and all(r["bad_extraction"] for r in requests)
