@@ -29,7 +29,6 @@ system-deps:
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
 test: $(VENV)/.dev system-deps lint
