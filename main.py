@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, status
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
-from starlette.websockets import WebSocketState
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from config import Settings, get_settings
 from gemini_live import IntakeSession, SessionDeps, SessionEnded
@@ -330,7 +330,7 @@ async def _close(websocket: WebSocket, outcome: SessionEnded) -> None:
         if outcome.error is not None:
             await websocket.send_text(outcome.error.model_dump_json())
         await websocket.close(code=outcome.close_code, reason=outcome.reason)
-    except (RuntimeError, OSError):
+    except (RuntimeError, OSError, WebSocketDisconnect):
         pass  # the browser left while we were saying goodbye
 
 
