@@ -115,7 +115,6 @@ class IntakeSession:
         self._muted = False
         self._model_speaking = False
         self._connected_once = False
-        self._greeted = False
         self._turns_at_last_extraction = 0
         self._intake_call_ids: set[str] = set()
         self._extractions: dict[asyncio.Task[None], str | None] = {}
@@ -296,7 +295,8 @@ class IntakeSession:
                 await self._status("reconnecting", "Reconnecting to the assistant…")
             else:
                 await self._status("connecting", "Connecting to the assistant…")
-            config = live_connect_config(self._settings, resume_handle=self._resume_handle)
+            handle_before = self._resume_handle
+            config = live_connect_config(self._settings, resume_handle=handle_before)
             try:
                 async with self._deps.connector.connect(config) as upstream:
                     self._upstream = upstream
@@ -304,14 +304,13 @@ class IntakeSession:
                         self._queue_replay()
                     self._ready.set()
                     self._connected_once = True
-                    failures = 0
                     await self._deps.audit.record(
                         "upstream_connected", resumed=self._resume_handle is not None
                     )
-                    if not self._greeted:
-                        # The model speaks only when spoken to; this asks it to open the interview.
+                    if handle_before is None:
+                        # A conversation the upstream has never seen: the model speaks only when
+                        # spoken to, so this asks it to open the interview.
                         await upstream.send_client_content(turns=GREETING_CUE, turn_complete=True)
-                        self._greeted = True
                     await self._status("ready", self._ready_text())
                     self._inbound_kick()
                     why = await self._pump(upstream)
@@ -334,8 +333,12 @@ class IntakeSession:
             await self._deps.audit.record("upstream_lost", why=why)
             logger.warning("session %s: upstream %s", self.id, why)
             can_resume = self._resume_handle is not None or not self.history
-            if why == "go_away" and can_resume:
-                continue
+            # A connection that produced a new handle made progress; one that did not (however it
+            # ended, goAway included) counts against the retries, so a flapping upstream ends.
+            if self._resume_handle != handle_before:
+                failures = 0
+                if why == "go_away":
+                    continue
             failures += 1
             if not can_resume or failures > self._settings.RECONNECT_ATTEMPTS:
                 raise _upstream_failure("upstream_error", "The connection to the assistant was lost.")
