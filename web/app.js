@@ -1,8 +1,10 @@
 // The intake page: wires the microphone, the server session, the transcript and the record.
+import { KeyField, accessToken, fetchKeyStatus } from './access.js';
 import { AudioEngine } from './audio-engine.js';
 import { IntakeConnection, sessionUrl } from './connection.js';
 import { RecordView } from './record-view.js';
-import { TranscriptView, renderTurns } from './transcript-view.js';
+import { ReviewView } from './review-view.js';
+import { TranscriptView } from './transcript-view.js';
 import {
   CONNECTION_FAILED,
   CONNECTION_LOST,
@@ -13,7 +15,6 @@ import {
   endsConversation,
 } from './wording.js';
 
-const KEY_STORAGE = 'intake.geminiApiKey';
 const NOTICE_SECONDS = 8;
 const END_GRACE_MS = 5000;
 const FLUSH_CHECK_MS = 300;
@@ -37,11 +38,6 @@ const ui = {
   stop: $('stop'),
   end: $('end'),
   workspace: $('workspace'),
-  review: $('review'),
-  reviewTitle: $('review-title'),
-  reviewMessage: $('review-message'),
-  reviewTranscript: $('review-transcript'),
-  download: $('download'),
   restart: $('restart'),
 };
 
@@ -68,14 +64,15 @@ window.intakeDebug = debug;
 
 const transcript = new TranscriptView($('transcript'));
 const record = new RecordView($('record'));
-const reviewRecord = new RecordView($('review-record'), { highlight: false, empty: 'Nothing recorded' });
+const apiKey = new KeyField(ui.keyField, ui.keyInput);
+const review = new ReviewView($('review'), { turns: () => transcript.turns() });
 
 // phase: idle | connecting | ready | reconnecting | done | ended | error
 const session = {
   phase: 'idle',
   connection: null,
   speaking: false,
-  keyRequired: false,
+  askForKey: false,
   endedByPatient: false,
   fatalText: null,
   latestRecord: null,
@@ -195,14 +192,15 @@ async function start() {
     session.connection?.send({ type: 'control', action: 'start' });
     return;
   }
-  const apiKey = session.keyRequired ? ui.keyInput.value.trim() : '';
-  if (session.keyRequired && !apiKey) {
+  const key = apiKey.required ? apiKey.value : '';
+  if (apiKey.required && !key) {
     showAlert(KEY_MISSING);
-    ui.keyInput.focus();
+    apiKey.reveal();
     return;
   }
   showAlert('');
   session.fatalText = null;
+  session.askForKey = false;
   session.endedByPatient = false;
   setPhase('connecting');
   try {
@@ -214,12 +212,11 @@ async function start() {
     fail(describeMicrophoneError(error));
     return;
   }
-  connect(apiKey);
+  connect(key);
 }
 
-function connect(apiKey) {
-  const token = new URLSearchParams(location.search).get('token');
-  session.connection = new IntakeConnection(sessionUrl({ apiKey, token }), {
+function connect(key) {
+  session.connection = new IntakeConnection(sessionUrl({ apiKey: key, token: accessToken() }), {
     onMessage: handleMessage,
     onAudio(buffer) {
       debug.audioChunksReceived += 1;
@@ -249,7 +246,7 @@ function handleMessage(message) {
     case 'extracted_data':
       session.latestRecord = message.data;
       record.update(message.data);
-      if (session.phase === 'done') reviewRecord.update(message.data);
+      if (session.phase === 'done') review.update(message.data);
       break;
     case 'intake_complete':
       complete(message.message);
@@ -317,8 +314,10 @@ function onServerError({ code, message }) {
   }
   session.fatalText = text;
   showAlert(text);
-  if ((code === 'no_api_key' || code === 'upstream_auth') && session.keyRequired) {
-    ui.keyField.hidden = false;
+  // The patient's own key is missing or refused: ask again once the socket closes.
+  if (code === 'no_api_key' || (code === 'upstream_auth' && apiKey.required)) {
+    apiKey.required = true;
+    session.askForKey = true;
   }
 }
 
@@ -333,7 +332,7 @@ function handleClose({ opened }) {
   }
   engine.flush();
   fail(session.fatalText ?? (opened ? CONNECTION_LOST : CONNECTION_FAILED));
-  if (!ui.keyField.hidden) ui.keyInput.focus();
+  if (session.askForKey) apiKey.reveal();
 }
 
 function stopMicrophone() {
@@ -359,50 +358,17 @@ function endConversation() {
 function complete(message) {
   engine.stopMic();
   setPhase('done');
-  ui.reviewMessage.textContent = message;
-  if (session.latestRecord) reviewRecord.update(session.latestRecord);
-  ui.download.disabled = !session.latestRecord;
   ui.workspace.hidden = true;
-  ui.review.hidden = false;
-  ui.reviewTitle.focus();
-}
-
-function downloadRecord() {
-  const blob = new Blob([JSON.stringify(session.latestRecord, null, 2)], { type: 'application/json' });
-  const url = URL.createObjectURL(blob);
-  const link = Object.assign(document.createElement('a'), {
-    href: url,
-    download: `intake-${new Date().toISOString().slice(0, 10)}.json`,
-  });
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  review.show(message, session.latestRecord);
 }
 
 async function loadKeyStatus() {
-  const token = new URLSearchParams(location.search).get('token');
-  const headers = token ? { Authorization: `Bearer ${token}` } : {};
-  let status;
-  try {
-    const response = await fetch(new URL('/api-key-status', location.href), { headers });
-    if (!response.ok) return;
-    status = await response.json();
-  } catch (error) {
-    console.warn('could not read /api-key-status:', error.message);
-    return;
-  }
+  const status = await fetchKeyStatus();
+  if (!status) return;
   ui.mode.hidden = status.upstream !== 'simulator';
-  session.keyRequired = status.browser_key_required === true;
-  ui.keyField.hidden = !session.keyRequired;
-  if (session.keyRequired) ui.keyInput.value = sessionStorage.getItem(KEY_STORAGE) ?? '';
+  if (status.browser_key_required === true) apiKey.require();
 }
 
-ui.keyInput.addEventListener('input', () => {
-  const key = ui.keyInput.value.trim();
-  if (key) sessionStorage.setItem(KEY_STORAGE, key);
-  else sessionStorage.removeItem(KEY_STORAGE);
-});
 ui.start.addEventListener('click', start);
 ui.reconnect.addEventListener('click', () => {
   transcript.note('Reconnected: a new conversation has started.');
@@ -410,11 +376,6 @@ ui.reconnect.addEventListener('click', () => {
 });
 ui.stop.addEventListener('click', stopMicrophone);
 ui.end.addEventListener('click', endConversation);
-ui.download.addEventListener('click', downloadRecord);
-// Rendered when opened: the assistant's closing words may still be arriving after the review shows.
-ui.reviewTranscript.closest('details').addEventListener('toggle', (event) => {
-  if (event.target.open) renderTurns(ui.reviewTranscript, transcript.turns());
-});
 ui.keyField.addEventListener('submit', (event) => {
   event.preventDefault();
   start();

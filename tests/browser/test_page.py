@@ -388,3 +388,20 @@ async def test_layout_fits_the_screen(
         path=ARTIFACTS / f"review-{name}.png", full_page=True, animations="disabled"
     )
     await page.close()
+
+
+async def test_a_refused_session_without_a_key_asks_for_one(
+    session: tuple[Page, FakeServer],
+) -> None:
+    page, server = session
+
+    server.send("error", code="no_api_key", message="No Gemini API key")
+    await server.sockets[-1].close(code=1008)
+
+    await expect(page.get_by_role("alert")).to_contain_text("needs a Gemini API key")
+    key = page.get_by_test_id("api-key")
+    await expect(key).to_be_focused()
+    await key.fill("AIza-second-try")
+    await page.get_by_role("button", name="Reconnect").click()
+    await until(lambda: len(server.sockets) == 2, "the page to reconnect")
+    assert "api_key=AIza-second-try" in server.sockets[1].url
