@@ -60,13 +60,15 @@ def expected_record(scenario: str) -> MedicalIntake:
     return record
 
 
-async def run_patient(ws_url: str, scenario: str, key: str, start_delay: float) -> PatientOutcome:
+async def run_patient(
+    ws_url: str, scenario: str, key: str, start_delay: float, speech_pace: float
+) -> PatientOutcome:
     outcome = PatientOutcome(scenario, key)
     await asyncio.sleep(start_delay)
     client: BrowserClient | None = None
     try:
         client = await open_browser(ws_url, key, within=30)
-        conversation = await converse(client, scenario)
+        conversation = await converse(client, scenario, speech_pace=speech_pace)
         outcome.latencies = conversation.reply_latencies
         final = [m for m in client.of_type("extracted_data") if m["final"]]
         outcome.completed = bool(final) and (
@@ -97,7 +99,10 @@ async def run_all(ws_url: str, args: argparse.Namespace) -> list[PatientOutcome]
     spread = 1.0 / max(args.patients, 1)
     async with asyncio.timeout(args.deadline), asyncio.TaskGroup() as group:
         tasks = [
-            group.create_task(run_patient(ws_url, *patient_key(i, args), i * spread), name=f"patient-{i}")
+            group.create_task(
+                run_patient(ws_url, *patient_key(i, args), i * spread, 0.1 / args.speech_speed),
+                name=f"patient-{i}",
+            )
             for i in range(args.patients)
         ]
     return [task.result() for task in tasks]
@@ -111,6 +116,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop-every", type=int, default=0, help="drop_after on every K-th patient")
     parser.add_argument("--goaway-every", type=int, default=0, help="goaway_after on every K-th patient")
     parser.add_argument("--time-scale", type=float, default=0.1, help="simulator speech pace")
+    parser.add_argument(
+        "--speech-speed",
+        type=float,
+        default=1.0,
+        help="how fast patients speak: 1.0 = real time, as a microphone sends (higher sends faster)",
+    )
     parser.add_argument("--deadline", type=float, default=180.0, help="give up after this many seconds")
     parser.add_argument(
         "--fault-after",
@@ -152,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     completed = sum(o.completed for o in outcomes)
     print(
         f"patients {args.patients} (drop every {args.drop_every or '-'}, goAway every "
-        f"{args.goaway_every or '-'}, faults at {args.fault_after:g} s, time_scale {args.time_scale})"
+        f"{args.goaway_every or '-'}, faults at {args.fault_after:g} s, time_scale {args.time_scale}, "
+        f"speech x{args.speech_speed:g})"
     )
     print(f"sessions completed (record == scenario): {completed}/{args.patients}")
     print(f"reconnects seen: {sum(o.reconnects for o in outcomes)}")

@@ -12,8 +12,10 @@ from websockets.exceptions import ConnectionClosed
 
 from simulator import load_scenario
 from simulator.speech import patient_audio
+from utils.audio_processing import AudioProcessor
 
 CHUNK = 3200  # 100 ms of 16 kHz PCM16
+_AUDIO = AudioProcessor()
 
 
 class BrowserClient:
@@ -63,11 +65,17 @@ class BrowserClient:
                 continue
         return self.of_type(kind)[count - 1]
 
-    async def speak(self, pcm: bytes, pace: float = 0.005) -> None:
-        """Send speech in 100 ms frames, faster than real time (the simulator's VAD counts audio time)."""
+    async def speak(self, pcm: bytes, pace: float = 0.005) -> float:
+        """Send speech in 100 ms frames, `pace` seconds apart; return when the last voiced frame
+        went out (the end of speech, before the trailing silence that ends the turn)."""
+        last_voiced = time.monotonic()
         for start in range(0, len(pcm), CHUNK):
-            await self.ws.send(pcm[start : start + CHUNK])
+            frame = pcm[start : start + CHUNK]
+            await self.ws.send(frame)
+            if not _AUDIO.is_silence(frame):
+                last_voiced = time.monotonic()
             await asyncio.sleep(pace)
+        return last_voiced
 
     async def close(self) -> None:
         await self.ws.close()
@@ -90,17 +98,22 @@ async def open_browser(ws_url: str, key: str, *, query: str = "", within: float 
 class Conversation:
     """What one spoken scenario measured."""
 
-    # From the end of each patient turn to the assistant's first audio after it.
+    # From the end of each patient utterance's speech to the assistant's first audio after it.
     reply_latencies: list[float] = field(default_factory=list)
     # How long model audio kept arriving after `interrupted` (barge-in scenarios only).
     audio_after_interrupted_s: float | None = None
 
 
 async def converse(
-    client: BrowserClient, scenario_name: str, *, finish: str | None = "intake_complete"
+    client: BrowserClient,
+    scenario_name: str,
+    *,
+    finish: str | None = "intake_complete",
+    speech_pace: float = 0.005,
 ) -> Conversation:
     """Speak every patient turn of the scenario, each after the assistant's reply, then wait for
-    `finish` (None: return right after the last turn)."""
+    `finish` (None: return right after the last turn). `speech_pace` is the pause after each
+    100 ms frame: 0.1 is real time, the small default lets tests run fast."""
     scenario = load_scenario(scenario_name)
     utterances = patient_audio(scenario_name)
     result = Conversation()
@@ -109,8 +122,7 @@ async def converse(
     for index, pcm in enumerate(utterances):
         done_turns = len(client.of_type("turn_complete"))
         audio_before = len(client.of_type("audio"))
-        await client.speak(pcm)
-        spoken_at = time.monotonic()
+        spoken_at = await client.speak(pcm, pace=speech_pace)
         if barge_next:
             barge_next = False
             result.audio_after_interrupted_s = _audio_after_interrupted(
