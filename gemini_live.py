@@ -3,7 +3,6 @@
 import asyncio
 import logging
 import random
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -18,17 +17,18 @@ from schemas import (
     ExtractedDataMessage,
     IntakeCompleteMessage,
     InterruptedMessage,
-    MedicalIntake,
     Role,
     SessionState,
     StatusMessage,
     TranscriptMessage,
-    Turn,
     TurnCompleteMessage,
 )
-from services.extraction import ExtractionError, Extractor
+from services.conversation_log import ConversationLog
+from services.extraction import Extractor
 from services.gemini_client import LiveConnector, LiveUpstream, UpstreamKind
+from services.intake_recorder import IntakeRecorder
 from services.live_config import COMPLETE_INTAKE, live_connect_config
+from services.resumable_audio import ResumableAudio
 from services.session_records import ConversationStore, SessionAudit
 from utils.audio_processing import INPUT_MIME, bytes_per_second
 from utils.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
@@ -103,24 +103,21 @@ class IntakeSession:
         self._upstream: LiveUpstream | None = None
         self._ready = asyncio.Event()
         self._resume_handle: str | None = None
-        self._held: deque[BrowserInput] = deque()
-        self._replay: deque[BrowserInput] = deque()
-        self._replay_bytes = 0
-        self._held_bytes = 0
-        self._dropping = False
+        self._audio = ResumableAudio(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
         self.state: SessionState = "connecting"
-        self.history: deque[Turn] = deque(maxlen=HISTORY_TURNS)
-        self._role: Role | None = None
-        self._parts: list[str] = []
+        self.conversation = ConversationLog(HISTORY_TURNS)
         self._muted = False
         self._model_speaking = False
         self._connected_once = False
-        self._turns_at_last_extraction = 0
-        self._intake_call_ids: set[str] = set()
-        self._extractions: dict[asyncio.Task[None], str | None] = {}
-        self.record: MedicalIntake | None = None
-        self._warnings: list[str] = []
-        self.completed = False
+        self.recorder = IntakeRecorder(
+            self.id,
+            self.conversation,
+            extractor=deps.extractor,
+            audit=deps.audit,
+            store=deps.store,
+            emit=self._emit,
+            fallback_every=deps.settings.FALLBACK_EXTRACTION_TURNS,
+        )
         self._finished = False
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -232,12 +229,12 @@ class IntakeSession:
                 await self._hold(item)
                 continue
             try:
-                while self._held:
-                    await self._send_input(upstream, self._held[0])
-                    self._remember(self._release_held())
+                while (waiting := self._audio.waiting) is not None:
+                    await self._send_input(upstream, waiting)
+                    self._audio.sent_waiting()
                 if item != b"":
                     await self._send_input(upstream, item)
-                    self._remember(item)
+                    self._audio.sent(item)
             except (errors.APIError, WebSocketException, OSError):
                 # The receiver sees the same broken connection and reconnects; keep this chunk.
                 await self._hold(item)
@@ -250,43 +247,13 @@ class IntakeSession:
             await upstream.send_realtime_input(audio=types.Blob(data=item, mime_type=INPUT_MIME))
 
     async def _hold(self, item: BrowserInput) -> None:
-        if item == b"":
-            return
-        size = len(item) if isinstance(item, bytes) else 0
-        if self._held_bytes + size > HOLD_BYTES:
-            if not self._dropping:
-                self._dropping = True
-                await self._emit(
-                    ErrorMessage(
-                        code="audio_dropped",
-                        message="The assistant is reconnecting; speech beyond 2 s was not heard.",
-                    )
+        if item != b"" and self._audio.hold(item) == "first_drop":
+            await self._emit(
+                ErrorMessage(
+                    code="audio_dropped",
+                    message="The assistant is reconnecting; speech beyond 2 s was not heard.",
                 )
-            return
-        self._held.append(item)
-        self._held_bytes += size
-
-    def _release_held(self) -> BrowserInput:
-        item = self._held.popleft()
-        self._held_bytes -= len(item) if isinstance(item, bytes) else 0
-        if not self._held:
-            self._dropping = False
-        return item
-
-    def _remember(self, item: BrowserInput) -> None:
-        self._replay.append(item)
-        self._replay_bytes += len(item) if isinstance(item, bytes) else 0
-        while self._replay_bytes > REPLAY_BYTES:
-            dropped = self._replay.popleft()
-            self._replay_bytes -= len(dropped) if isinstance(dropped, bytes) else 0
-
-    def _queue_replay(self) -> None:
-        """After resuming, resend what the restored state has not heard, ahead of anything held."""
-        for item in reversed(self._replay):
-            self._held.appendleft(item)
-            self._held_bytes += len(item) if isinstance(item, bytes) else 0
-        self._replay.clear()
-        self._replay_bytes = 0
+            )
 
     async def _receive_from_gemini(self) -> None:
         failures = 0
@@ -301,7 +268,7 @@ class IntakeSession:
                 async with self._deps.connector.connect(config) as upstream:
                     self._upstream = upstream
                     if self._connected_once:
-                        self._queue_replay()
+                        self._audio.resume()
                     self._ready.set()
                     self._connected_once = True
                     await self._deps.audit.record(
@@ -332,7 +299,7 @@ class IntakeSession:
                 self._upstream = None
             await self._deps.audit.record("upstream_lost", why=why)
             logger.warning("session %s: upstream %s", self.id, why)
-            can_resume = self._resume_handle is not None or not self.history
+            can_resume = self._resume_handle is not None or not self.conversation
             # A connection that produced a new handle made progress; one that did not (however it
             # ended, goAway included) counts against the retries, so a flapping upstream ends.
             if self._resume_handle != handle_before:
@@ -351,7 +318,7 @@ class IntakeSession:
 
     def _inbound_kick(self) -> None:
         # Wakes the sender so audio held during a reconnect goes out without waiting for more.
-        if self._held and not self._inbound.full():
+        if self._audio.waiting is not None and not self._inbound.full():
             self._inbound.put_nowait(b"")
 
     async def _pump(self, upstream: LiveUpstream) -> str:
@@ -370,8 +337,7 @@ class IntakeSession:
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self._resume_handle = update.new_handle
-            self._replay.clear()
-            self._replay_bytes = 0
+            self._audio.handle_updated()
         if message.go_away is not None:
             await self._deps.audit.record("go_away", time_left=message.go_away.time_left)
         if message.tool_call is not None:
@@ -398,22 +364,16 @@ class IntakeSession:
             self._muted = self._model_speaking = False
             await self._finalize_role()
             await self._emit(TurnCompleteMessage())
-            self._maybe_fallback_extraction()
+            self.recorder.on_turn_complete()
 
     async def _transcript(self, role: Role, text: str) -> None:
-        if self._role != role:
-            await self._finalize_role()
-            self._role = role
-        self._parts.append(text)
+        if (finished := self.conversation.add(role, text)) is not None:
+            await self._deps.audit.turn(finished)
         await self._emit(TranscriptMessage(role=role, text=text))
 
     async def _finalize_role(self) -> None:
-        text = "".join(self._parts).strip()
-        role, self._role, self._parts = self._role, None, []
-        if role is not None and text:
-            turn = Turn(role=role, text=text)
-            self.history.append(turn)
-            await self._deps.audit.turn(turn)
+        if (finished := self.conversation.finalize()) is not None:
+            await self._deps.audit.turn(finished)
 
     async def _interrupt_playback(self) -> None:
         """Drop the model audio still queued and tell the browser to flush what it buffered."""
@@ -448,66 +408,12 @@ class IntakeSession:
                 )
             ]
         )
-        if call.id is not None:
-            self._intake_call_ids.add(call.id)
         await self._finalize_role()
-        self._start_extraction(final=True, call_id=call.id)
+        self.recorder.on_complete_intake(call.id)
 
     async def _on_tool_cancellation(self, ids: list[str]) -> None:
         await self._deps.audit.record("tool_call_cancelled", ids=ids)
-        for task, call_id in list(self._extractions.items()):
-            if call_id is not None and call_id in ids:
-                task.cancel()
-
-    def _maybe_fallback_extraction(self) -> None:
-        every = self._settings.FALLBACK_EXTRACTION_TURNS
-        if self.completed or self._intake_call_ids:
-            return
-        if len(self.history) - self._turns_at_last_extraction >= every:
-            self._start_extraction(final=False, call_id=None)
-
-    def _start_extraction(self, *, final: bool, call_id: str | None) -> None:
-        self._turns_at_last_extraction = len(self.history)
-        task = asyncio.create_task(self._extract(final), name=f"extraction:{self.id}")
-        self._extractions[task] = call_id
-        task.add_done_callback(self._extractions.pop)
-
-    async def _extract(self, final: bool) -> None:
-        turns = list(self.history)
-        try:
-            record, warnings = await self._deps.extractor.extract(turns)
-        except ExtractionError as exc:
-            await self._deps.audit.record("extraction", ok=False, final=final, error=str(exc))
-            await self._emit(
-                ErrorMessage(code="extraction_failed", message=f"Could not build the intake record: {exc}")
-            )
-            if not final or self.record is None:
-                if final:
-                    await self._save(completed=False)
-                return
-        else:
-            self.record, self._warnings = record, warnings
-            await self._deps.audit.record(
-                "extraction",
-                ok=True,
-                final=final,
-                warnings=len(warnings),
-                sections=[name for name, value in record if value],
-            )
-        assert self.record is not None
-        await self._emit(ExtractedDataMessage(data=self.record, final=final))
-        if final:
-            self.completed = True
-            await self._emit(IntakeCompleteMessage())
-            await self._save(completed=True)
-
-    async def _save(self, *, completed: bool) -> None:
-        if self._deps.store is None or not (self.history or self.record):
-            return
-        await self._deps.store.save(
-            self.id, list(self.history), self.record, completed=completed, warnings=self._warnings
-        )
-        await self._deps.audit.record("conversation_saved", completed=completed)
+        self.recorder.cancel(ids)
 
     async def _send_to_browser(self) -> None:
         while True:
@@ -525,19 +431,12 @@ class IntakeSession:
         if self._finished:
             return
         self._finished = True
-        if self._extractions:
-            done, pending = await asyncio.wait(
-                list(self._extractions), timeout=self._settings.SHUTDOWN_GRACE_SECONDS
-            )
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        await self.recorder.drain(self._settings.SHUTDOWN_GRACE_SECONDS)
         await self._finalize_role()
-        if not self.completed:
-            await self._save(completed=False)
+        if not self.recorder.completed:
+            await self.recorder.save(completed=False)
         await self._deps.audit.record(
-            "session_end", reason=reason, turns=len(self.history), completed=self.completed
+            "session_end", reason=reason, turns=len(self.conversation), completed=self.recorder.completed
         )
         if self._deps.release is not None:
             await self._deps.release()
