@@ -29,6 +29,7 @@ system-deps:
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
 test: $(VENV)/.dev system-deps lint

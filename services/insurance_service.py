@@ -141,9 +141,7 @@ class PayerGateway(Protocol):
 class PolicyTableGateway:
     """Answers from the policies it is given; it reaches no payer."""
 
-    def __init__(
-        self, policies: Iterable[Policy], *, today: Callable[[], date] = date.today
-    ) -> None:
+    def __init__(self, policies: Iterable[Policy], *, today: Callable[[], date] = date.today) -> None:
         self._policies: dict[str, Policy] = {}
         for policy in policies:
             member_id = _member_id(policy.member_id)
@@ -178,9 +176,7 @@ class PolicyTableGateway:
             checked_at=datetime.now(UTC),
         )
 
-    async def check_eligibility(
-        self, member_id: str, provider: str, service_type: str
-    ) -> EligibilityResult:
+    async def check_eligibility(self, member_id: str, provider: str, service_type: str) -> EligibilityResult:
         status, policy = self._find(member_id, provider)
         benefit = policy.benefits.get(service_type) if policy and status == "active" else None
         outcome: EligibilityStatus = status if status != "active" else "not_covered"
@@ -230,9 +226,7 @@ class InsuranceService:
         self.gateway = gateway
 
     async def verify_coverage(self, member_id: str, provider: str) -> CoverageResult:
-        result = await self.gateway.verify_coverage(
-            _member_id(member_id), normalize_provider(provider)
-        )
+        result = await self.gateway.verify_coverage(_member_id(member_id), normalize_provider(provider))
         logger.info("coverage check: %s", result.status)
         return result
 
@@ -249,9 +243,7 @@ class InsuranceService:
         return result
 
     async def get_benefits(self, member_id: str, provider: str) -> BenefitsResult:
-        result = await self.gateway.get_benefits(
-            _member_id(member_id), normalize_provider(provider)
-        )
+        result = await self.gateway.get_benefits(_member_id(member_id), normalize_provider(provider))
         logger.info("benefits lookup: %s", result.status)
         return result
 

@@ -134,9 +134,7 @@ class NotificationService:
         logger.info("%s %s accepted by %s", channel, sent.notification_id, sent.transport)
         return sent
 
-    async def send_email(
-        self, to: str, subject: str, body: str, cc: list[str] | None = None
-    ) -> Notification:
+    async def send_email(self, to: str, subject: str, body: str, cc: list[str] | None = None) -> Notification:
         message = EmailMessage(
             to=_email_address(to),
             subject=_require_text(subject, "subject"),

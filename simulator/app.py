@@ -61,9 +61,7 @@ def create_app(hub: SimulatorHub) -> Starlette:
         )
         if rejected:
             return _error(400, "INVALID_ARGUMENT", API_KEY_INVALID, reason="API_KEY_INVALID")
-        return JSONResponse(
-            generate_response(body, scenario, model, malformed=options.bad_extraction)
-        )
+        return JSONResponse(generate_response(body, scenario, model, malformed=options.bad_extraction))
 
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(hub.stats.snapshot())
@@ -86,14 +84,10 @@ def create_app(hub: SimulatorHub) -> Starlette:
             except (ValidationError, UnknownScenario) as exc:
                 return _error(400, "INVALID_ARGUMENT", str(exc))
         current = hub.defaults
-        return JSONResponse(
-            {"scenario": current.scenario, **current.options.model_dump(exclude_unset=True)}
-        )
+        return JSONResponse({"scenario": current.scenario, **current.options.model_dump(exclude_unset=True)})
 
     routes: list[Route | WebSocketRoute] = [
-        WebSocketRoute(
-            f"/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}", live
-        )
+        WebSocketRoute(f"/ws/google.ai.generativelanguage.{version}.GenerativeService.{method}", live)
         for version in API_VERSIONS
         for method in LIVE_METHODS
     ]

@@ -68,9 +68,7 @@ def _insert_pauses(samples: Samples, text: str, rate: int) -> None:
 def _formant_grain(formants: tuple[float, float, float], rate: int) -> Samples:
     t = np.arange(int(0.025 * rate)) / rate
     grain = np.zeros_like(t)
-    for frequency, gain, bandwidth in zip(
-        formants, _FORMANT_GAINS, _FORMANT_BANDWIDTH_HZ, strict=True
-    ):
+    for frequency, gain, bandwidth in zip(formants, _FORMANT_GAINS, _FORMANT_BANDWIDTH_HZ, strict=True):
         grain += gain * np.exp(-np.pi * bandwidth * t) * np.sin(2 * np.pi * frequency * t)
     return grain
 

@@ -107,9 +107,7 @@ class Conversation:
         except _PeerGone as gone:
             return ClientGone(gone.code)
         options = self._options
-        send_events, receive_events = anyio.create_memory_object_stream[AgentEvent](
-            MAX_PENDING_EVENTS
-        )
+        send_events, receive_events = anyio.create_memory_object_stream[AgentEvent](MAX_PENDING_EVENTS)
         async with send_events, receive_events, anyio.create_task_group() as group:
             self._start(group, "reader", lambda: self._read(send_events))
             self._start(group, "agent", lambda: self._act(receive_events))
@@ -124,14 +122,10 @@ class Conversation:
         self.sync_record()
         return self._ending or ClientGone(1005)
 
-    def _start(
-        self, group: TaskGroup, name: str, job: Callable[[], Awaitable[Ending | None]]
-    ) -> None:
+    def _start(self, group: TaskGroup, name: str, job: Callable[[], Awaitable[Ending | None]]) -> None:
         group.start_soon(self._until_first_ends, group, job, name=f"live-{name}")
 
-    async def _until_first_ends(
-        self, group: TaskGroup, job: Callable[[], Awaitable[Ending | None]]
-    ) -> None:
+    async def _until_first_ends(self, group: TaskGroup, job: Callable[[], Awaitable[Ending | None]]) -> None:
         try:
             ending = await job()
         except _PeerGone as gone:
@@ -161,9 +155,7 @@ class Conversation:
             except ProtocolError as exc:
                 return Close(1007, str(exc))
 
-    async def _dispatch(
-        self, message: ClientMessage, events: MemoryObjectSendStream[AgentEvent]
-    ) -> None:
+    async def _dispatch(self, message: ClientMessage, events: MemoryObjectSendStream[AgentEvent]) -> None:
         if message.setup is not None:
             raise ProtocolError("setup must be the first message and sent only once.")
         if message.realtime_input is not None:
@@ -181,9 +173,7 @@ class Conversation:
             self._record.tool_response_ids.extend(ids)
             await events.send(ToolAnswer(ids))
 
-    async def _realtime(
-        self, realtime: RealtimeInput, events: MemoryObjectSendStream[AgentEvent]
-    ) -> None:
+    async def _realtime(self, realtime: RealtimeInput, events: MemoryObjectSendStream[AgentEvent]) -> None:
         for kind in protocol.realtime_kinds(realtime):
             self._count(kind)
         blobs = [realtime.audio] if realtime.audio else []
@@ -212,14 +202,10 @@ class Conversation:
 
     def _detector(self, rate: int) -> VoiceActivityDetector:
         if self._vad is None or self._vad.rate != rate:
-            self._vad = VoiceActivityDetector(
-                rate, self._options.vad_threshold, self._options.silence_ms
-            )
+            self._vad = VoiceActivityDetector(rate, self._options.vad_threshold, self._options.silence_ms)
         return self._vad
 
-    async def _user_turn(
-        self, events: MemoryObjectSendStream[AgentEvent], typed: str | None = None
-    ) -> None:
+    async def _user_turn(self, events: MemoryObjectSendStream[AgentEvent], typed: str | None = None) -> None:
         self._record.user_turns += 1
         await events.send(UserTurn(typed))
 

@@ -56,9 +56,7 @@ def shape_to_schema(value: Any, schema: JsonObject, defs: JsonObject | None = No
     return value
 
 
-def generate_response(
-    body: JsonObject, scenario: Scenario, model: str, *, malformed: bool
-) -> JsonObject:
+def generate_response(body: JsonObject, scenario: Scenario, model: str, *, malformed: bool) -> JsonObject:
     _, schema = response_schema(body)
     record = shape_to_schema(scenario.record, schema) if schema else scenario.record
     text = json.dumps(record, indent=2)

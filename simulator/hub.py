@@ -56,10 +56,7 @@ class SimulatorHub:
     def options_for(self, scenario: Scenario, choice: KeyChoice) -> SessionOptions:
         # Later layers win, field by field: scenario, then simulator defaults, then the key.
         return (
-            SessionOptions()
-            .layered(scenario.options)
-            .layered(self.defaults.options)
-            .layered(choice.options)
+            SessionOptions().layered(scenario.options).layered(self.defaults.options).layered(choice.options)
         )
 
     def remember_key(self, api_key: str | None, scenario: str) -> None:

@@ -41,9 +41,7 @@ async def serve_live(websocket: WebSocket, hub: SimulatorHub) -> None:
         record.closed = True
 
 
-async def _handshake_and_converse(
-    websocket: WebSocket, hub: SimulatorHub, record: SessionStats
-) -> Ending:
+async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, record: SessionStats) -> Ending:
     first = None
     with anyio.move_on_after(SETUP_TIMEOUT_SECONDS):
         first = await websocket.receive()
@@ -90,9 +88,7 @@ async def _handshake_and_converse(
         tool_declared=scenario.tool_name in setup.function_names,
         cancel_first_call=options.cancel_tool_call,
     )
-    conversation = Conversation(
-        websocket, hub, agent=agent, setup=setup, options=options, record=record
-    )
+    conversation = Conversation(websocket, hub, agent=agent, setup=setup, options=options, record=record)
     return await conversation.run()
 
 

@@ -39,9 +39,7 @@ class SessionStats:
     def tool_response_received(self) -> bool:
         answered = set(self.tool_response_ids)
         return any(
-            call_id in answered
-            for call_id in self.tool_call_ids
-            if call_id not in self.cancelled_call_ids
+            call_id in answered for call_id in self.tool_call_ids if call_id not in self.cancelled_call_ids
         )
 
     def summary(self) -> dict[str, Any]:

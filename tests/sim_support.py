@@ -56,12 +56,8 @@ def live_config(
         input_audio_transcription=types.AudioTranscriptionConfig(),
         output_audio_transcription=types.AudioTranscriptionConfig(),
         tools=tools if with_tool else None,
-        session_resumption=(
-            types.SessionResumptionConfig(handle=resume_handle) if resumption else None
-        ),
-        context_window_compression=types.ContextWindowCompressionConfig(
-            sliding_window=types.SlidingWindow()
-        ),
+        session_resumption=(types.SessionResumptionConfig(handle=resume_handle) if resumption else None),
+        context_window_compression=types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow()),
         realtime_input_config=(
             types.RealtimeInputConfig(
                 automatic_activity_detection=types.AutomaticActivityDetection(disabled=True)
@@ -75,9 +71,7 @@ def live_config(
 async def speak(session: genai.live.AsyncSession, pcm: bytes) -> None:
     for offset in range(0, len(pcm), CHUNK_BYTES):
         chunk = pcm[offset : offset + CHUNK_BYTES]
-        await session.send_realtime_input(
-            audio=types.Blob(data=chunk, mime_type="audio/pcm;rate=16000")
-        )
+        await session.send_realtime_input(audio=types.Blob(data=chunk, mime_type="audio/pcm;rate=16000"))
 
 
 @dataclass

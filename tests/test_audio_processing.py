@@ -68,9 +68,7 @@ def test_validate_chunk_accepts_whole_samples() -> None:
         (AudioProcessor(max_chunk_bytes=640), bytes(642), "642 bytes; the limit is 640"),
     ],
 )
-def test_validate_chunk_rejections_say_why(
-    processor: AudioProcessor, data: bytes, message: str
-) -> None:
+def test_validate_chunk_rejections_say_why(processor: AudioProcessor, data: bytes, message: str) -> None:
     with pytest.raises(AudioFormatError, match=message):
         processor.validate_chunk(data)
 

@@ -29,13 +29,9 @@ from services.notification_service import (
 pytestmark = pytest.mark.services
 
 
-def _intake(
-    name: str = "Jane Doe", dob: str = "1980-03-05", phone: str = "212-555-0123"
-) -> MedicalIntake:
+def _intake(name: str = "Jane Doe", dob: str = "1980-03-05", phone: str = "212-555-0123") -> MedicalIntake:
     return MedicalIntake(
-        patient_info=PatientInfo(
-            name=name, date_of_birth=dob, phone=phone, email="jane@example.com"
-        ),
+        patient_info=PatientInfo(name=name, date_of_birth=dob, phone=phone, email="jane@example.com"),
         present_illness=PresentIllness(
             chief_complaints=[
                 ChiefComplaint(complaint="migraine"),
@@ -131,9 +127,7 @@ async def test_search_matches_normalised_name_dob_and_phone() -> None:
     jane = await store.save_intake(
         _intake(name="Jane  Doe", dob="March 5, 1980", phone="+1 212 555 0123"), session_id="a"
     )
-    await store.save_intake(
-        _intake(name="John Roe", dob="1975-01-02", phone="415-555-0100"), session_id="b"
-    )
+    await store.save_intake(_intake(name="John Roe", dob="1975-01-02", phone="415-555-0100"), session_id="b")
 
     assert await store.search(name="jane doe") == [jane]
     assert await store.search(dob="03/05/1980") == [jane]
@@ -257,9 +251,7 @@ async def test_empty_content_is_refused() -> None:
 
 async def test_appointment_confirmation_goes_by_email_and_sms() -> None:
     outbox = OutboxTransport()
-    service = NotificationService(
-        outbox, clinic_name="Hillside Clinic", clinic_phone="(212) 555-0100"
-    )
+    service = NotificationService(outbox, clinic_name="Hillside Clinic", clinic_phone="(212) 555-0100")
     appointment = Appointment(
         starts_at=datetime(2025, 7, 1, 14, 30), provider="Dr. Okafor", location="Room 4"
     )
@@ -311,9 +303,7 @@ async def test_intake_completion_summarises_the_record_and_keeps_sms_free_of_it(
 
 async def test_intake_completion_for_a_record_without_complaints_says_so() -> None:
     outbox = OutboxTransport()
-    await NotificationService(outbox).send_intake_completion(
-        MedicalIntake(), email="jane@example.com"
-    )
+    await NotificationService(outbox).send_intake_completion(MedicalIntake(), email="jane@example.com")
     assert "Main concern: not recorded" in outbox.emails[0].body
 
 

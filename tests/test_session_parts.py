@@ -16,7 +16,10 @@ def test_pieces_join_into_turns_in_spoken_order_and_a_role_switch_finalizes():
     finished = log.add("assistant", "How long?")
     assert finished is not None and (finished.role, finished.text) == ("patient", "I have a cough.")
     assert log.finalize() is not None
-    assert [(t.role, t.text) for t in log.turns] == [("patient", "I have a cough."), ("assistant", "How long?")]
+    assert [(t.role, t.text) for t in log.turns] == [
+        ("patient", "I have a cough."),
+        ("assistant", "How long?"),
+    ]
     assert log.finalize() is None
 
 

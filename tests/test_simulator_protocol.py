@@ -30,9 +30,7 @@ async def raw_live(
     sim: RunningSimulator, key: str = "sim:simple_visit", version: str = "v1beta"
 ) -> AsyncIterator[ClientConnection]:
     url = sim.base_url.replace("https://", "wss://") + LIVE_PATH.format(version=version)
-    async with connect(
-        url, additional_headers={"x-goog-api-key": key}, ssl=sim.client_ssl_context()
-    ) as ws:
+    async with connect(url, additional_headers={"x-goog-api-key": key}, ssl=sim.client_ssl_context()) as ws:
         yield ws
 
 
@@ -85,9 +83,7 @@ async def test_camel_case_input_and_standard_base64_are_accepted(sim: RunningSim
         (json.dumps({"realtime_input": {}, "tool_response": {}}), "exactly one"),
     ],
 )
-async def test_malformed_messages_close_with_1007(
-    sim: RunningSimulator, message: str, reason: str
-) -> None:
+async def test_malformed_messages_close_with_1007(sim: RunningSimulator, message: str, reason: str) -> None:
     async with raw_live(sim) as ws:
         await ws.send(json.dumps(SETUP))
         await receive_json(ws)
@@ -110,9 +106,7 @@ async def test_first_message_must_be_setup(sim: RunningSimulator) -> None:
         ("sim:simple_visit;time_scale=fast", "bad value for 'time_scale'"),
     ],
 )
-async def test_nonsense_simulator_keys_are_explained(
-    sim: RunningSimulator, key: str, reason: str
-) -> None:
+async def test_nonsense_simulator_keys_are_explained(sim: RunningSimulator, key: str, reason: str) -> None:
     async with raw_live(sim, key=key) as ws:
         code, text = await close_code_after(ws, json.dumps(SETUP))
     assert code == 1007

@@ -32,9 +32,7 @@ def test_the_three_required_scenarios_exist_and_hold_valid_records() -> None:
 
     allergy = MedicalIntake.model_validate(load_scenario("medications_allergy").record)
     assert len(allergy.medications) >= 3
-    assert [a.severity for a in allergy.allergies if a.requires_emergency_treatment] == [
-        "life-threatening"
-    ]
+    assert [a.severity for a in allergy.allergies if a.requires_emergency_treatment] == ["life-threatening"]
     barge_in = load_scenario("barge_in_correction")
     assert any(exchange.barge_in for exchange in barge_in.exchanges)
     assert "I meant 20 milligrams" in " ".join(barge_in.patient_turns)

@@ -44,9 +44,7 @@ class AudioProcessor:
         if not data:
             raise AudioFormatError("audio chunk is empty")
         if self.max_chunk_bytes is not None and len(data) > self.max_chunk_bytes:
-            raise AudioFormatError(
-                f"audio chunk is {len(data)} bytes; the limit is {self.max_chunk_bytes}"
-            )
+            raise AudioFormatError(f"audio chunk is {len(data)} bytes; the limit is {self.max_chunk_bytes}")
         self._check_aligned(data)
 
     def _check_aligned(self, data: bytes) -> None:
@@ -81,9 +79,7 @@ class AudioProcessor:
         if frame_ms <= 0:
             raise ValueError("frame_ms must be positive")
         if (self.sample_rate * frame_ms) % 1000:
-            raise ValueError(
-                f"{frame_ms} ms is not a whole number of samples at {self.sample_rate} Hz"
-            )
+            raise ValueError(f"{frame_ms} ms is not a whole number of samples at {self.sample_rate} Hz")
         self._check_aligned(data)
         size = self.sample_rate * frame_ms // 1000 * self.frame_bytes
         # Checked above, not lazily; the last frame is short rather than dropped.

@@ -73,9 +73,7 @@ _MONTH_NAMES = (
     "january february march april may june july august september october november december"
 ).split()
 _MONTHS = {
-    name: number
-    for number, month in enumerate(_MONTH_NAMES, start=1)
-    for name in (month, month[:3])
+    name: number for number, month in enumerate(_MONTH_NAMES, start=1) for name in (month, month[:3])
 } | {"sept": 9}
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
 # US order: month first. 03/05/1980 is March 5th, never May 3rd.
@@ -172,8 +170,7 @@ def validate_medication_name(raw: str | None) -> Validation:
 
 
 _NUMBER_WORDS = {
-    word: number
-    for number, word in enumerate("one two three four five six seven eight nine ten".split(), 1)
+    word: number for number, word in enumerate("one two three four five six seven eight nine ten".split(), 1)
 }
 _SEVERITY_NUMBER = re.compile(
     r"(?<![\w.])(-?\d+(?:\.\d+)?)|\b(" + "|".join(_NUMBER_WORDS) + r")\b", re.IGNORECASE
@@ -257,9 +254,7 @@ def _sanitize_tree(node: object, path: str, warnings: list[str]) -> object:
     return node
 
 
-def _canonicalize(
-    fields: dict[str, Any], key: str, path: str, check: _Check, warnings: list[str]
-) -> None:
+def _canonicalize(fields: dict[str, Any], key: str, path: str, check: _Check, warnings: list[str]) -> None:
     value = fields.get(key)
     if value is None:
         return
@@ -270,9 +265,7 @@ def _canonicalize(
         warnings.append(f"{path}.{key}: {result.error}")
 
 
-def normalize_intake(
-    record: MedicalIntake, *, today: date | None = None
-) -> tuple[MedicalIntake, list[str]]:
+def normalize_intake(record: MedicalIntake, *, today: date | None = None) -> tuple[MedicalIntake, list[str]]:
     """Canonical copy of `record`; a value that fails validation is kept as given and named
     in the warnings (which never quote values)."""
     warnings: list[str] = []

@@ -31,9 +31,7 @@ FAKE_MICROPHONE = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-medi
 
 
 @asynccontextmanager
-async def chromium(
-    profile: Path, *extra_args: str, **options: object
-) -> AsyncIterator[BrowserContext]:
+async def chromium(profile: Path, *extra_args: str, **options: object) -> AsyncIterator[BrowserContext]:
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             profile,

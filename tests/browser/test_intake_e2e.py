@@ -161,9 +161,7 @@ async def hold_conversation(run: IntakeRun, base: str, directory: Path) -> None:
         )
         await collect(run, page)
         ARTIFACTS.mkdir(exist_ok=True)
-        shot = (
-            "review.png" if run.scenario.name == SCENARIOS[0] else f"review-{run.scenario.name}.png"
-        )
+        shot = "review.png" if run.scenario.name == SCENARIOS[0] else f"review-{run.scenario.name}.png"
         await page.screenshot(path=ARTIFACTS / shot, full_page=True, animations="disabled")
 
 
@@ -174,21 +172,15 @@ async def collect(run: IntakeRun, page: Page) -> None:
         """turns => turns.map(t => ({
             role: t.dataset.role, text: t.querySelector('.turn__text').textContent }))"""
     )
-    run.interrupted_turns = await transcript.locator(
-        ".turn--interrupted .turn__text"
-    ).all_text_contents()
+    run.interrupted_turns = await transcript.locator(".turn--interrupted .turn__text").all_text_contents()
     run.live_sections = (
         await page.get_by_test_id("record")
         .locator("[data-section]")
-        .evaluate_all(
-            "all => Object.fromEntries(all.map(s => [s.dataset.section, s.dataset.filled]))"
-        )
+        .evaluate_all("all => Object.fromEntries(all.map(s => [s.dataset.section, s.dataset.filled]))")
     )
     review = page.get_by_test_id("intake-complete")
     run.review_text = await review.inner_text()
-    run.critical_allergies = await review.locator(
-        ".allergy--critical .item__title"
-    ).all_inner_texts()
+    run.critical_allergies = await review.locator(".allergy--critical .item__title").all_inner_texts()
     async with page.expect_download() as download_info:
         await review.get_by_role("button", name="Download JSON").click()
     run.download = json.loads((await (await download_info.value).path()).read_text())
@@ -236,9 +228,7 @@ async def test_the_simulator_hears_the_patient_through_the_page(
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-async def test_transcripts_of_both_roles_appear_in_order(
-    runs: dict[str, IntakeRun], name: str
-) -> None:
+async def test_transcripts_of_both_roles_appear_in_order(runs: dict[str, IntakeRun], name: str) -> None:
     run = runs[name].check()
     scenario = run.scenario
     turns = [(turn["role"], words(turn["text"])) for turn in run.turns]
@@ -278,9 +268,7 @@ async def test_barge_in_stops_playback_within_300ms(runs: dict[str, IntakeRun]) 
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-async def test_record_sections_fill_during_the_conversation(
-    runs: dict[str, IntakeRun], name: str
-) -> None:
+async def test_record_sections_fill_during_the_conversation(runs: dict[str, IntakeRun], name: str) -> None:
     run = runs[name].check()
     record = MedicalIntake.model_validate(run.scenario.record)
     expected = {
@@ -299,9 +287,7 @@ async def test_review_shows_the_corrected_dose(runs: dict[str, IntakeRun]) -> No
     assert re.search(r"propranolol\s+20 mg", run.review_text)
     assert "40 mg" not in run.review_text
     assert run.download is not None
-    assert MedicalIntake.model_validate(run.download) == MedicalIntake.model_validate(
-        run.scenario.record
-    )
+    assert MedicalIntake.model_validate(run.download) == MedicalIntake.model_validate(run.scenario.record)
     assert (ARTIFACTS / "review.png").stat().st_size > 0
 
 
@@ -313,6 +299,4 @@ async def test_review_highlights_the_life_threatening_allergy(runs: dict[str, In
     for medication in ("lisinopril", "metformin", "atorvastatin"):
         assert medication in run.review_text
     assert run.download is not None
-    assert MedicalIntake.model_validate(run.download) == MedicalIntake.model_validate(
-        run.scenario.record
-    )
+    assert MedicalIntake.model_validate(run.download) == MedicalIntake.model_validate(run.scenario.record)

@@ -80,16 +80,12 @@ class FakeServer:
         self.sockets[-1].send(json.dumps({"type": type, **fields}))
 
     def ready(self) -> None:
-        self.send(
-            "status", state="ready", message="Connected", upstream="simulator", session_id="s1"
-        )
+        self.send("status", state="ready", message="Connected", upstream="simulator", session_id="s1")
 
     def send_tone(self, seconds: float, chunk_seconds: float = 0.04) -> None:
         """24 kHz PCM16 of a 440 Hz tone, in chunks the way the server relays it."""
         rate = 24000
-        samples = [
-            int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate))
-        ]
+        samples = [int(8000 * math.sin(2 * math.pi * 440 * n / rate)) for n in range(int(seconds * rate))]
         step = int(chunk_seconds * rate)
         for start in range(0, len(samples), step):
             chunk = samples[start : start + step]
@@ -126,9 +122,7 @@ async def start_listening(page: Page, server: FakeServer) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="module")
-async def session(
-    browser: BrowserContext, static_site: str
-) -> AsyncIterator[tuple[Page, FakeServer]]:
+async def session(browser: BrowserContext, static_site: str) -> AsyncIterator[tuple[Page, FakeServer]]:
     page, server, console = await open_page(browser, static_site)
     await start_listening(page, server)
     yield page, server
@@ -136,9 +130,7 @@ async def session(
     assert console.errors == []
 
 
-async def test_page_loads_idle_without_console_errors(
-    browser: BrowserContext, static_site: str
-) -> None:
+async def test_page_loads_idle_without_console_errors(browser: BrowserContext, static_site: str) -> None:
     page, _, console = await open_page(browser, static_site)
 
     status = page.get_by_test_id("status")
@@ -180,9 +172,7 @@ async def test_transcript_joins_pieces_of_one_role_until_the_turn_ends(
     await expect(transcript.locator(".turn .turn__text")).to_have_text(
         ["Hello, what brings you in?", "My head hurts.", "I'm sorry.", "How long?"]
     )
-    roles = await transcript.locator(".turn").evaluate_all(
-        "turns => turns.map(t => t.dataset.role)"
-    )
+    roles = await transcript.locator(".turn").evaluate_all("turns => turns.map(t => t.dataset.role)")
     assert roles == ["assistant", "patient", "assistant", "assistant"]
     await expect(transcript).to_have_attribute("aria-live", "polite")
 
@@ -194,15 +184,11 @@ async def test_record_fills_in_section_by_section(session: tuple[Page, FakeServe
     server.send("extracted_data", data={"patient_info": RECORD["patient_info"]}, final=False)
     await expect(record.locator("[data-section=patient]")).to_have_attribute("data-filled", "true")
     await expect(record.locator("[data-section=patient]")).to_contain_text("James Carter")
-    await expect(record.locator("[data-section=medications]")).to_have_attribute(
-        "data-filled", "false"
-    )
+    await expect(record.locator("[data-section=medications]")).to_have_attribute("data-filled", "false")
 
     server.send("extracted_data", data=RECORD, final=False)
     for section in ("patient", "complaints", "medications", "allergies", "history", "social"):
-        await expect(record.locator(f"[data-section={section}]")).to_have_attribute(
-            "data-filled", "true"
-        )
+        await expect(record.locator(f"[data-section={section}]")).to_have_attribute("data-filled", "true")
     await expect(record.locator("[data-section=medications] .item")).to_have_count(2)
     critical = record.locator(".allergy--critical")
     await expect(critical).to_have_count(1)
@@ -224,9 +210,7 @@ async def test_interrupted_flushes_playback_at_once(session: tuple[Page, FakeSer
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "speaking")
     await page.wait_for_function("() => window.intakeDebug.secondsPlayed > 0.3")
     server.send("interrupted")
-    await page.wait_for_function(
-        "() => window.intakeDebug.interruptions[0]?.framesAfterCheck != null"
-    )
+    await page.wait_for_function("() => window.intakeDebug.interruptions[0]?.framesAfterCheck != null")
 
     interruption = (await page.evaluate("window.intakeDebug.interruptions"))[0]
     assert interruption["flushMs"] < 300
@@ -339,9 +323,7 @@ async def test_api_key_is_asked_for_kept_in_the_tab_and_sent(
     await page.close()
 
 
-async def test_the_controls_work_from_the_keyboard(
-    browser: BrowserContext, static_site: str
-) -> None:
+async def test_the_controls_work_from_the_keyboard(browser: BrowserContext, static_site: str) -> None:
     page, server, _ = await open_page(browser, static_site)
 
     for _ in range(10):
@@ -376,17 +358,13 @@ async def test_layout_fits_the_screen(
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0, f"the page scrolls sideways by {overflow}px at {width}px"
     ARTIFACTS.mkdir(exist_ok=True)
-    await page.screenshot(
-        path=ARTIFACTS / f"conversation-{name}.png", full_page=True, animations="disabled"
-    )
+    await page.screenshot(path=ARTIFACTS / f"conversation-{name}.png", full_page=True, animations="disabled")
 
     server.send("intake_complete", message="Medical intake completed successfully")
     await expect(page.get_by_test_id("intake-complete")).to_be_visible()
     overflow = await page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
-    await page.screenshot(
-        path=ARTIFACTS / f"review-{name}.png", full_page=True, animations="disabled"
-    )
+    await page.screenshot(path=ARTIFACTS / f"review-{name}.png", full_page=True, animations="disabled")
     await page.close()
 
 

@@ -131,9 +131,7 @@ async def test_capture_suppresses_a_10khz_tone(page: Page, rate: int) -> None:
 
 
 @pytest.mark.parametrize("out_rate", [48000, 44100])
-async def test_playback_resampling_keeps_24khz_speech_free_of_images(
-    page: Page, out_rate: int
-) -> None:
+async def test_playback_resampling_keeps_24khz_speech_free_of_images(page: Page, out_rate: int) -> None:
     samples = await page.evaluate(
         RESAMPLE,
         {
