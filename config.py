@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     MAX_TEXT_FRAME_BYTES: int = Field(8 * 1024, ge=64)
     EXTRACTION_TIMEOUT_SECONDS: float = Field(30.0, gt=0)
     FALLBACK_EXTRACTION_TURNS: int = Field(10, ge=1)
+    # Extract in the background every N finalized turns so the page's record fills while the
+    # patient talks (one generateContent call each time); 0 waits for complete_intake.
+    LIVE_EXTRACTION_TURNS: int = Field(4, ge=0)
     RECONNECT_ATTEMPTS: int = Field(5, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(10.0, ge=0)
 

@@ -117,6 +117,7 @@ class IntakeSession:
             store=deps.store,
             emit=self._emit,
             fallback_every=deps.settings.FALLBACK_EXTRACTION_TURNS,
+            live_every=deps.settings.LIVE_EXTRACTION_TURNS,
         )
         self._finished = False
         self._closed = asyncio.Event()

@@ -22,6 +22,7 @@ class IntakeRecorder:
         store: ConversationStore | None,
         emit: Emit,
         fallback_every: int,
+        live_every: int = 0,
     ) -> None:
         self._session_id = session_id
         self._conversation = conversation
@@ -29,7 +30,8 @@ class IntakeRecorder:
         self._audit = audit
         self._store = store
         self._emit = emit
-        self._fallback_every = fallback_every
+        # Live extraction, when on, comes at least as often as the fallback would.
+        self._every = min(fallback_every, live_every or fallback_every)
         self._turns_at_last_extraction = 0
         self._intake_called = False
         self._running: dict[asyncio.Task[None], str | None] = {}
@@ -39,13 +41,18 @@ class IntakeRecorder:
 
     def on_complete_intake(self, call_id: str | None) -> None:
         self._intake_called = True
+        # A progress extraction finishing after the final one would overwrite it on the page.
+        for task, running_call in list(self._running.items()):
+            if running_call is None:
+                task.cancel()
         self._start(final=True, call_id=call_id)
 
     def on_turn_complete(self) -> None:
-        """Without complete_intake, extract anyway every `fallback_every` finalized turns."""
-        if self.completed or self._intake_called:
+        """Before complete_intake, extract every few finalized turns (live extraction, or the
+        fallback for a model that never calls the tool); one progress extraction at a time."""
+        if self.completed or self._intake_called or self._running:
             return
-        if len(self._conversation) - self._turns_at_last_extraction >= self._fallback_every:
+        if len(self._conversation) - self._turns_at_last_extraction >= self._every:
             self._start(final=False, call_id=None)
 
     def cancel(self, call_ids: list[str]) -> None:

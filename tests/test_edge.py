@@ -310,8 +310,9 @@ def sim() -> Iterator[RunningSimulator]:
 
 @pytest.fixture
 def live(settings: Settings, sim: RunningSimulator) -> Iterator[LiveServer]:
-    # No fallback extraction, so every generateContent request comes from complete_intake.
-    with live_server(with_settings(settings, FALLBACK_EXTRACTION_TURNS=1000), sim) as running:
+    # No fallback or live extraction, so every generateContent request comes from complete_intake.
+    quiet = with_settings(settings, FALLBACK_EXTRACTION_TURNS=1000, LIVE_EXTRACTION_TURNS=0)
+    with live_server(quiet, sim) as running:
         yield running
 
 

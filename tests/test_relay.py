@@ -292,22 +292,48 @@ def test_extraction_failure_without_any_record_sends_no_intake_complete(make_app
     assert upstream.tool_responses[0].id == "c1"
 
 
-def test_fallback_extraction_after_ten_turns_without_complete_intake(make_app):
+def test_fallback_extraction_after_ten_turns_without_complete_intake(make_app, settings):
     steps = []
     for n in range(5):
         steps.append(Step(n + 1, [heard(f"answer {n}"), said(f"question {n}"), turn_complete()]))
     upstream = FakeLiveSession(script=steps)
-    with TestClient(make_app(FakeConnector(upstream), FakeExtractor(RECORD))) as client:
+    extractor = FakeExtractor(RECORD)
+    no_live = settings.model_copy(update={"LIVE_EXTRACTION_TURNS": 0})
+    with TestClient(make_app(FakeConnector(upstream), extractor, app_settings=no_live)) as client:
         ws, session = open_ready(client)
         seen: list[dict[str, Any]] = []
-        for _ in range(5):
+        for n in range(5):
             session.send_bytes(CHUNK)
             seen += receive_until(session, "turn_complete")
+            if n < 4:
+                assert "extracted_data" not in [m["type"] for m in seen]
         seen += receive_until(session, "extracted_data")
         end(ws, session)
     extracted = [m for m in seen if m["type"] == "extracted_data"]
     assert extracted[-1]["final"] is False
     assert "intake_complete" not in [m["type"] for m in seen]
+
+
+def test_live_extraction_fills_the_record_while_the_patient_talks(make_app):
+    steps = [Step(n + 1, [heard(f"answer {n}"), said(f"question {n}"), turn_complete()]) for n in range(3)]
+    steps.append(Step(4, [heard("Yes."), tool_call("c9")]))
+    upstream = FakeLiveSession(script=steps)
+    extractor = FakeExtractor(RECORD)
+    with TestClient(make_app(FakeConnector(upstream), extractor)) as client:
+        ws, session = open_ready(client)
+        seen: list[dict[str, Any]] = []
+        for _ in range(2):  # four finalized turns: the default LIVE_EXTRACTION_TURNS
+            session.send_bytes(CHUNK)
+            seen += receive_until(session, "turn_complete")
+        seen += receive_until(session, "extracted_data")
+        assert seen[-1]["final"] is False
+        session.send_bytes(CHUNK)
+        session.send_bytes(CHUNK)
+        seen += receive_until(session, "intake_complete")
+        end(ws, session)
+    finals = [m for m in seen if m["type"] == "extracted_data" and m["final"]]
+    assert len(finals) == 1 and [m["type"] for m in seen][-2:] == ["extracted_data", "intake_complete"]
+    assert len(extractor.calls[0]) == 4 and len(extractor.calls[-1]) == 7
 
 
 def test_saved_conversation_and_audit_log_are_owner_only_and_audit_has_no_content(make_app, settings):
