@@ -48,6 +48,9 @@ HOLD_BYTES = int(2.0 * bytes_per_second(16000))
 # Audio sent since the newest resumption handle is not in the state that handle restores, so it
 # is kept (up to 30 s) and sent again after resuming; a new handle makes it redundant.
 REPLAY_BYTES = int(30.0 * bytes_per_second(16000))
+# Put on the inbound queue after a reconnect so held audio goes out without waiting for more;
+# the browser never sends an empty frame (the edge rejects it), so it cannot be confused with audio.
+_WAKE_SENDER = b""
 # Close codes after which retrying cannot help: the key or the request was refused.
 _FATAL_UPSTREAM_CODES = {1007, 1008, 400, 401, 403, 404}
 
@@ -100,8 +103,8 @@ class IntakeSession:
         self._settings = deps.settings
         self._inbound: asyncio.Queue[BrowserInput] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
         self._outbound: asyncio.Queue[Outbound] = asyncio.Queue(OUTBOUND_QUEUE_ITEMS)
+        # Set while a Live connection is open and set up; None while (re)connecting.
         self._upstream: LiveUpstream | None = None
-        self._ready = asyncio.Event()
         self._resume_handle: str | None = None
         self._audio = ResumableAudio(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
         self.state: SessionState = "connecting"
@@ -226,14 +229,14 @@ class IntakeSession:
         while True:
             item = await self._inbound.get()
             upstream = self._upstream
-            if upstream is None or not self._ready.is_set():
+            if upstream is None:
                 await self._hold(item)
                 continue
             try:
                 while (waiting := self._audio.waiting) is not None:
                     await self._send_input(upstream, waiting)
                     self._audio.sent_waiting()
-                if item != b"":
+                if item != _WAKE_SENDER:
                     await self._send_input(upstream, item)
                     self._audio.sent(item)
             except (errors.APIError, WebSocketException, OSError):
@@ -248,7 +251,7 @@ class IntakeSession:
             await upstream.send_realtime_input(audio=types.Blob(data=item, mime_type=INPUT_MIME))
 
     async def _hold(self, item: BrowserInput) -> None:
-        if item != b"" and self._audio.hold(item) == "first_drop":
+        if item != _WAKE_SENDER and self._audio.hold(item) == "first_drop":
             await self._emit(
                 ErrorMessage(
                     code="audio_dropped",
@@ -270,7 +273,6 @@ class IntakeSession:
                     self._upstream = upstream
                     if self._connected_once:
                         self._audio.resume()
-                    self._ready.set()
                     self._connected_once = True
                     await self._deps.audit.record(
                         "upstream_connected", resumed=self._resume_handle is not None
@@ -296,7 +298,6 @@ class IntakeSession:
             except (WebSocketException, OSError) as exc:
                 why = f"unreachable ({type(exc).__name__})"
             finally:
-                self._ready.clear()
                 self._upstream = None
             await self._deps.audit.record("upstream_lost", why=why)
             logger.warning("session %s: upstream %s", self.id, why)
@@ -318,9 +319,8 @@ class IntakeSession:
         return "Connected to the assistant."
 
     def _inbound_kick(self) -> None:
-        # Wakes the sender so audio held during a reconnect goes out without waiting for more.
         if self._audio.waiting is not None and not self._inbound.full():
-            self._inbound.put_nowait(b"")
+            self._inbound.put_nowait(_WAKE_SENDER)
 
     async def _pump(self, upstream: LiveUpstream) -> str:
         try:

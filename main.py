@@ -37,9 +37,6 @@ SIMULATOR_KEY = "simulator-local"
 WEB_DIR = Path(__file__).parent / "web"
 logger = logging.getLogger("intake")
 
-ConnectorFactory = Callable[[str], LiveConnector]
-ExtractorFactory = Callable[[str], Extractor]
-
 
 @dataclass(frozen=True)
 class SessionClients:
@@ -102,8 +99,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     upstream: Upstream | None = None,
-    connector_factory: ConnectorFactory | None = None,
-    extractor_factory: ExtractorFactory | None = None,
+    clients: ClientsFactory | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
 
@@ -117,7 +113,7 @@ def create_app(
             registry=SessionRegistry(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
-            clients=_clients_factory(settings, target, connector_factory, extractor_factory),
+            clients=clients or _google_clients(settings, target),
         )
         logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
         try:
@@ -191,31 +187,19 @@ def create_app(
     return app
 
 
-def _clients_factory(
-    settings: Settings,
-    target: UpstreamTarget,
-    connector_factory: ConnectorFactory | None,
-    extractor_factory: ExtractorFactory | None,
-) -> ClientsFactory:
-    if connector_factory is not None and extractor_factory is not None:
-        return lambda key: SessionClients(connector_factory(key), extractor_factory(key))
-
-    def google_clients(key: str) -> SessionClients:
+def _google_clients(settings: Settings, target: UpstreamTarget) -> ClientsFactory:
+    def clients(key: str) -> SessionClients:
         # One client per session: a browser-supplied key must never be shared.
         client = target.client(key)
         return SessionClients(
-            connector_factory(key)
-            if connector_factory
-            else GenaiConnector(client, settings.GEMINI_LIVE_MODEL),
-            extractor_factory(key)
-            if extractor_factory
-            else IntakeExtractor(
+            GenaiConnector(client, settings.GEMINI_LIVE_MODEL),
+            IntakeExtractor(
                 client, settings.GEMINI_EXTRACTION_MODEL, timeout=settings.EXTRACTION_TIMEOUT_SECONDS
             ),
             release=lambda: close_client(client),
         )
 
-    return google_clients
+    return clients
 
 
 def _presented_token(connection: Request | WebSocket) -> str | None:

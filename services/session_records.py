@@ -40,10 +40,7 @@ class SessionAudit:
         self._path = None if directory is None else directory / f"{session_id}.jsonl"
         self._lock = asyncio.Lock()
         self._dir = directory
-
-    @property
-    def path(self) -> Path | None:
-        return self._path
+        self._dir_made = False
 
     async def record(self, event: str, **fields: Any) -> None:
         if self._path is None:
@@ -54,7 +51,9 @@ class SessionAudit:
 
     def _append(self, line: str) -> None:
         assert self._dir is not None and self._path is not None
-        _private_dir(self._dir)
+        if not self._dir_made:
+            _private_dir(self._dir)
+            self._dir_made = True
         write_private(self._path, line, append=True)
 
     async def turn(self, turn: Turn) -> None:

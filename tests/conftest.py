@@ -9,7 +9,7 @@ from fastapi import FastAPI
 os.environ.pop("GEMINI_API_KEY", None)
 
 from config import Settings  # noqa: E402
-from main import Upstream, create_app  # noqa: E402
+from main import SessionClients, Upstream, create_app  # noqa: E402
 from services.gemini_client import UpstreamTarget  # noqa: E402
 from tests.fakes import FakeConnector, FakeExtractor  # noqa: E402
 
@@ -41,8 +41,7 @@ def make_app(settings: Settings) -> AppFactory:
             upstream=Upstream(
                 UpstreamTarget("custom", "https://upstream.invalid"), server_key, "environment"
             ),
-            connector_factory=lambda key: connector,
-            extractor_factory=lambda key: extractor or FakeExtractor(),
+            clients=lambda key: SessionClients(connector, extractor or FakeExtractor()),
         )
 
     return build

@@ -136,7 +136,7 @@ class FakeExtractor:
     """Answers with the given records or errors in turn; remembers the conversations it saw."""
 
     def __init__(self, *answers: MedicalIntake | ExtractionError, delay: float = 0.0) -> None:
-        self._answers = list(answers)
+        self._answers = list(answers) or [ExtractionError("no record was scripted for this test")]
         self.calls: list[list[Turn]] = []
         self._delay = delay
 

@@ -373,7 +373,7 @@ def test_no_api_key_anywhere_is_refused_with_a_clear_error(make_app):
 
 
 def test_browser_key_is_used_for_that_session(settings):
-    from main import Upstream, create_app
+    from main import SessionClients, Upstream, create_app
     from services.gemini_client import UpstreamTarget
 
     keys: list[str] = []
@@ -385,8 +385,7 @@ def test_browser_key_is_used_for_that_session(settings):
     app = create_app(
         settings,
         upstream=Upstream(UpstreamTarget("google"), None, "none"),
-        connector_factory=connector_for,
-        extractor_factory=lambda key: FakeExtractor(RECORD),
+        clients=lambda key: SessionClients(connector_for(key), FakeExtractor(RECORD)),
     )
     with TestClient(app) as client:
         ws, session = open_ready(client, "/ws?api_key=browser-key-123")
