@@ -71,3 +71,10 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
         # Audio sessions stop at 15 minutes without compression; a sliding window lifts that.
         context_window_compression=types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow()),
     )
+
+
+def function_response(
+    settings: Settings, call: types.FunctionCall, response: dict[str, object]
+) -> types.FunctionResponse:
+    """The answer to one of the model's function calls, shaped for the configured Live model."""
+    return types.FunctionResponse(id=call.id, name=call.name, response=response)
