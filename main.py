@@ -20,7 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from config import Settings, get_settings
 from gemini_live import IntakeSession, SessionDeps, SessionEnded
 from schemas import ErrorMessage
-from services.admission import SessionRegistry
+from gemini_live.admission import SessionRegistry
 from services.extraction import Extractor, IntakeExtractor
 from services.gemini_client import (
     GenaiConnector,

@@ -2,9 +2,9 @@
 
 import pytest
 
-from services.conversation_log import ConversationLog
-from services.resumable_audio import ResumableAudio
-from utils.browser_input import AudioStreamEnd
+from gemini_live.transcript import ConversationLog
+from gemini_live.replay import ResumableAudio
+from gemini_live.browser_input import AudioStreamEnd
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 
 from schemas import ErrorMessage, ExtractedDataMessage, IntakeCompleteMessage, MedicalIntake
-from services.conversation_log import ConversationLog
+from gemini_live.transcript import ConversationLog
 from services.extraction import ExtractionError, Extractor
 from services.session_records import ConversationStore, SessionAudit
 

@@ -23,15 +23,15 @@ from schemas import (
     TranscriptMessage,
     TurnCompleteMessage,
 )
-from services.conversation_log import ConversationLog
+from gemini_live.transcript import ConversationLog
 from services.extraction import Extractor
 from services.gemini_client import LiveConnector, LiveUpstream, UpstreamKind
-from services.intake_recorder import IntakeRecorder
+from gemini_live.recorder import IntakeRecorder
 from services.live_config import COMPLETE_INTAKE, live_connect_config
-from services.resumable_audio import ResumableAudio
+from gemini_live.replay import ResumableAudio
 from services.session_records import ConversationStore, SessionAudit
 from utils.audio_processing import INPUT_MIME, bytes_per_second
-from utils.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
+from gemini_live.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
 
 logger = logging.getLogger(__name__)
 

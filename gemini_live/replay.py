@@ -4,7 +4,7 @@ session has not heard yet."""
 from collections import deque
 from typing import Literal
 
-from utils.browser_input import BrowserInput
+from gemini_live.browser_input import BrowserInput
 
 
 def _size(item: BrowserInput) -> int:
