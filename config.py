@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # patient talks (one generateContent call each time); 0 waits for complete_intake.
     LIVE_EXTRACTION_TURNS: int = Field(4, ge=0)
     RECONNECT_ATTEMPTS: int = Field(5, ge=0)
+    # The patient's turn ended and the model has said nothing for this long: nudge it once, then
+    # tell the patient (`assistant_stalled`).
+    STALL_TIMEOUT_SECONDS: float = Field(6.0, gt=0)
+    # After the intake is saved and the model's closing words, the session ends this long later
+    # unless the patient speaks again.
+    END_GRACE_SECONDS: float = Field(8.0, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(10.0, ge=0)
 
     @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", mode="before")

@@ -2,6 +2,7 @@
 
 import hmac
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,9 +19,9 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from config import Settings, get_settings
-from gemini_live import IntakeSession, SessionDeps, SessionEnded
-from schemas import ErrorMessage
+from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
+from schemas import ErrorMessage
 from services.extraction import Extractor, IntakeExtractor
 from services.gemini_client import (
     GenaiConnector,
@@ -29,7 +30,7 @@ from services.gemini_client import (
     UpstreamTarget,
     close_client,
 )
-from services.session_records import ConversationStore, SessionAudit
+from services.session_records import FileRecords, RecordWriter, private_dir
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -93,6 +94,27 @@ class AppState:
     upstream: Upstream
     registry: SessionRegistry
     clients: ClientsFactory
+    writer: RecordWriter
+    health: UpstreamHealth = field(default_factory=UpstreamHealth)
+
+
+def storage_problems(settings: Settings) -> list[str]:
+    """One line per storage setting whose directory cannot be created or written."""
+    problems = []
+    for name, enabled, path in (
+        ("CONVERSATION_STORAGE_PATH", settings.SAVE_CONVERSATIONS, settings.CONVERSATION_STORAGE_PATH),
+        ("SESSION_LOG_PATH", settings.ENABLE_SESSION_LOGS, settings.SESSION_LOG_PATH),
+    ):
+        if not enabled:
+            continue
+        try:
+            private_dir(path)
+            probe = path / ".write-check"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            problems.append(f"{name}: cannot write to {path} ({exc.strerror})")
+    return problems
 
 
 def create_app(
@@ -105,8 +127,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if problems := storage_problems(settings):
+            raise RuntimeError("; ".join(problems))
         resolved = upstream or resolve_upstream(settings)
         target = resolved.target
+        writer = RecordWriter()
+        writer.start()
         app.state.intake = AppState(
             settings=settings,
             upstream=resolved,
@@ -114,12 +140,14 @@ def create_app(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
             clients=clients or _google_clients(settings, target),
+            writer=writer,
         )
         logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
         try:
             yield
         finally:
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
+            await writer.stop()
             resolved.stop()
 
     app = FastAPI(title="Voice medical intake", version=VERSION, lifespan=lifespan)
@@ -154,6 +182,7 @@ def create_app(
             "live_model": app_state.settings.GEMINI_LIVE_MODEL,
             "extraction_model": app_state.settings.GEMINI_EXTRACTION_MODEL,
             "upstream": app_state.upstream.target.kind,
+            **app_state.health.as_dict(),
             "app": "/app/",
             "websocket": "/ws",
         }
@@ -165,6 +194,7 @@ def create_app(
             "status": "shutting_down" if registry.shutting_down else "healthy",
             "open_sessions": registry.open_sessions,
             "upstream": app_state.upstream.target.kind,
+            **app_state.health.as_dict(),
         }
 
     @app.get("/api-key-status", dependencies=[Guarded])
@@ -252,6 +282,13 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
             1008,
         )
         return
+    if not _well_formed_key(api_key):
+        await _refuse(
+            websocket,
+            ErrorMessage(code="bad_api_key", message="The API key is malformed: it must be printable ASCII."),
+            1008,
+        )
+        return
     client = websocket.client.host if websocket.client else "unknown"
     registry = app_state.registry
     if (why := registry.refusal(client)) is not None:
@@ -262,7 +299,7 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     try:
         await websocket.accept()
         session_id = uuid.uuid4().hex
-        session = IntakeSession(websocket, _session_deps(app_state, api_key, session_id))
+        session = IntakeSession(websocket, _session_deps(app_state, api_key, session_id, client))
         registry.attach(session, client)
         logger.info("session %s opened (upstream %s)", session_id, app_state.upstream.target.kind)
         outcome = await session.run()
@@ -287,7 +324,12 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     await _close(websocket, outcome)
 
 
-def _session_deps(app_state: AppState, api_key: str, session_id: str) -> SessionDeps:
+def _well_formed_key(key: str) -> bool:
+    # A key travels in an HTTP header: CR, LF or non-ASCII would fail every connect as an "outage".
+    return 0 < len(key) <= 256 and all(" " < char < "\x7f" for char in key)
+
+
+def _session_deps(app_state: AppState, api_key: str, session_id: str, client: str) -> SessionDeps:
     settings = app_state.settings
     clients = app_state.clients(api_key)
     return SessionDeps(
@@ -296,12 +338,16 @@ def _session_deps(app_state: AppState, api_key: str, session_id: str) -> Session
         extractor=clients.extractor,
         release=clients.release,
         upstream_kind=app_state.upstream.target.kind,
-        store=ConversationStore(settings.CONVERSATION_STORAGE_PATH) if settings.SAVE_CONVERSATIONS else None,
-        audit=SessionAudit(
-            settings.SESSION_LOG_PATH if settings.ENABLE_SESSION_LOGS else None,
+        records=FileRecords(
+            app_state.writer,
             session_id,
+            audit_dir=settings.SESSION_LOG_PATH if settings.ENABLE_SESSION_LOGS else None,
+            conversation_dir=settings.CONVERSATION_STORAGE_PATH if settings.SAVE_CONVERSATIONS else None,
             with_content=settings.AUDIT_LOG_CONTENT,
         ),
+        health=app_state.health,
+        session_id=session_id,
+        client=client,
     )
 
 
@@ -332,6 +378,10 @@ class IntakeServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
+    if problems := storage_problems(settings):
+        for line in problems:
+            print(line, file=sys.stderr)
+        raise SystemExit(2)
     app = create_app(settings)
     config = uvicorn.Config(
         app,

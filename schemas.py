@@ -99,7 +99,11 @@ class ControlMessage(_Message):
 ClientMessage = Annotated[InterruptMessage | EndSessionMessage | ControlMessage, Field(discriminator="type")]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
-SessionState = Literal["connecting", "ready", "reconnecting", "closing"]
+ConversationState = Literal["listening", "speaking", "processing", "idle"]
+# The connection's states, and (for clients written against the tutorial) the conversation's.
+SessionState = Literal[
+    "connecting", "ready", "reconnecting", "closing", "listening", "speaking", "processing", "idle"
+]
 UpstreamKind = Literal["google", "simulator", "custom"]
 
 
@@ -109,6 +113,7 @@ class StatusMessage(_Message):
     message: str
     upstream: UpstreamKind | None = None
     session_id: str | None = None
+    conversation: ConversationState | None = None
 
 
 class TranscriptMessage(_Message):
@@ -133,7 +138,7 @@ class ExtractedDataMessage(_Message):
 
 class IntakeCompleteMessage(_Message):
     type: Literal["intake_complete"] = "intake_complete"
-    message: str = "Medical intake completed successfully"
+    message: str = "The intake is complete and saved."
 
 
 ErrorCode = Literal[
@@ -144,6 +149,10 @@ ErrorCode = Literal[
     "no_api_key",
     "upstream_error",
     "upstream_auth",
+    "upstream_unreachable",
+    "bad_api_key",
+    "assistant_stalled",
+    "save_failed",
     "extraction_failed",
     "audio_dropped",
     "idle_timeout",

@@ -1,14 +1,31 @@
-"""Extraction off the audio path: the last good record, the fallback, and saving the outcome."""
+"""Extraction off the audio path, and the record saved before anyone is told it is."""
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
 
-from schemas import ErrorMessage, ExtractedDataMessage, IntakeCompleteMessage, MedicalIntake
+from google.genai import types
+
+from gemini_live.records import IntakeStatus, SessionRecords, StorageError
 from gemini_live.transcript import ConversationLog
+from schemas import ErrorMessage, ExtractedDataMessage, IntakeCompleteMessage, MedicalIntake, ServerMessage
 from services.extraction import ExtractionError, Extractor
-from services.session_records import ConversationStore, SessionAudit
 
-Emit = Callable[[ExtractedDataMessage | IntakeCompleteMessage | ErrorMessage], Awaitable[None]]
+logger = logging.getLogger(__name__)
+
+Outcome = dict[str, Any]
+SAVE_ATTEMPTS = 3
+
+
+def missing_sections(record: MedicalIntake) -> list[str]:
+    """What the clinic cannot do without; the model is sent back to ask for these."""
+    missing = []
+    if record.patient_info is None or not record.patient_info.name:
+        missing.append("patient name")
+    if record.present_illness is None or not record.present_illness.chief_complaints:
+        missing.append("chief complaint")
+    return missing
 
 
 class IntakeRecorder:
@@ -18,34 +35,45 @@ class IntakeRecorder:
         conversation: ConversationLog,
         *,
         extractor: Extractor,
-        audit: SessionAudit,
-        store: ConversationStore | None,
-        emit: Emit,
+        records: SessionRecords,
+        model: str,
+        emit: Callable[[ServerMessage], None],
+        answer: Callable[[types.FunctionCall, Outcome], None],
+        on_completed: Callable[[], None],
         fallback_every: int,
         live_every: int = 0,
+        save_backoff: float = 0.5,
     ) -> None:
         self._session_id = session_id
         self._conversation = conversation
         self._extractor = extractor
-        self._audit = audit
-        self._store = store
+        self._records = records
+        self._model = model
         self._emit = emit
+        self._answer = answer
+        self._on_completed = on_completed
         # Live extraction, when on, comes at least as often as the fallback would.
         self._every = min(fallback_every, live_every or fallback_every)
+        self._save_backoff = save_backoff
         self._turns_at_last_extraction = 0
         self._intake_called = False
+        self._final_failed = False
         self._running: dict[asyncio.Task[None], str | None] = {}
         self.record: MedicalIntake | None = None
         self.warnings: list[str] = []
         self.completed = False
 
-    def on_complete_intake(self, call_id: str | None) -> None:
+    @property
+    def busy(self) -> bool:
+        return bool(self._running)
+
+    def on_complete_intake(self, call: types.FunctionCall) -> None:
         self._intake_called = True
         # A progress extraction finishing after the final one would overwrite it on the page.
         for task, running_call in list(self._running.items()):
             if running_call is None:
                 task.cancel()
-        self._start(final=True, call_id=call_id)
+        self._start(self._finalize(call), call.id)
 
     def on_turn_complete(self) -> None:
         """Before complete_intake, extract every few finalized turns (live extraction, or the
@@ -53,48 +81,151 @@ class IntakeRecorder:
         if self.completed or self._intake_called or self._running:
             return
         if len(self._conversation) - self._turns_at_last_extraction >= self._every:
-            self._start(final=False, call_id=None)
+            self._start(self._progress(), None)
 
     def cancel(self, call_ids: list[str]) -> None:
         for task, call_id in list(self._running.items()):
             if call_id is not None and call_id in call_ids:
                 task.cancel()
 
-    def _start(self, *, final: bool, call_id: str | None) -> None:
+    def status_at_end(self) -> IntakeStatus:
+        if self.completed:
+            return "completed"
+        return "failed" if self._final_failed else "incomplete"
+
+    def _start(self, body: Coroutine[Any, Any, None], call_id: str | None) -> None:
         self._turns_at_last_extraction = len(self._conversation)
-        task = asyncio.create_task(self._extract(final), name=f"extraction:{self._session_id}")
+        task = asyncio.create_task(self._guarded(body), name=f"extraction:{self._session_id}")
         self._running[task] = call_id
         task.add_done_callback(self._running.pop)
 
-    async def _extract(self, final: bool) -> None:
+    async def _guarded(self, body: Coroutine[Any, Any, None]) -> None:
+        # The task's boundary: nothing escapes into "Task exception was never retrieved".
+        try:
+            await body
+        except Exception:
+            logger.exception("session %s: extraction task failed", self._session_id)
+            self._records.event("extraction", ok=False, error="internal error")
+            self._emit(
+                ErrorMessage(code="extraction_failed", message="The intake record could not be built.")
+            )
+
+    async def _extract(self, *, final: bool) -> tuple[MedicalIntake, list[str], float] | None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         try:
             record, warnings = await self._extractor.extract(list(self._conversation.turns))
         except ExtractionError as exc:
-            await self._audit.record("extraction", ok=False, final=final, error=str(exc))
-            await self._emit(
-                ErrorMessage(code="extraction_failed", message=f"Could not build the intake record: {exc}")
-            )
-            if self.record is None:
-                if final:
-                    await self.save(completed=False)
-                return
-            if not final:
-                return
+            reason = str(exc)
+            logger.warning("session %s: extraction failed: %s", self._session_id, reason)
+        except Exception as exc:
+            # The SDK's HTTP transport raises its own errors (connection refused, reset, TLS).
+            reason = f"the extraction service could not be reached ({type(exc).__name__})"
+            logger.exception("session %s: extraction failed", self._session_id)
         else:
-            self.record, self.warnings = record, warnings
-            await self._audit.record(
+            latency = loop.time() - started
+            self._records.event(
                 "extraction",
                 ok=True,
                 final=final,
                 warnings=len(warnings),
                 sections=[name for name, value in record if value],
+                latency_s=round(latency, 3),
             )
-        # A final call that failed still completes with the last good record.
-        await self._emit(ExtractedDataMessage(data=self.record, final=final))
-        if final:
-            self.completed = True
-            await self._emit(IntakeCompleteMessage())
-            await self.save(completed=True)
+            return record, warnings, latency
+        self._records.event("extraction", ok=False, final=final, error=reason)
+        self._emit(
+            ErrorMessage(code="extraction_failed", message=f"Could not build the intake record: {reason}")
+        )
+        return None
+
+    async def _progress(self) -> None:
+        extracted = await self._extract(final=False)
+        if extracted is None:
+            return
+        self.record, self.warnings, latency = extracted
+        self._emit(ExtractedDataMessage(data=self.record, final=False))
+        try:
+            await self._records.save_version(
+                self.record, final=False, warnings=self.warnings, model=self._model, latency_s=latency
+            )
+        except StorageError as exc:
+            logger.warning("session %s: progress record not saved: %s", self._session_id, exc)
+
+    async def _finalize(self, call: types.FunctionCall) -> None:
+        extracted = await self._extract(final=True)
+        if extracted is None:
+            self._final_failed = True
+            self._answer(
+                call,
+                {
+                    "status": "failed",
+                    "message": "The record could not be built. Tell the patient their answers are "
+                    "kept and the clinic staff will go through them.",
+                },
+            )
+            return
+        record, warnings, latency = extracted
+        self.record, self.warnings = record, warnings
+        if missing := missing_sections(record):
+            self._intake_called = False
+            self._emit(ExtractedDataMessage(data=record, final=False))
+            await self._save(record, final=False, latency=latency)
+            self._answer(
+                call,
+                {
+                    "status": "incomplete",
+                    "missing": missing,
+                    "message": "Not saved as complete: ask the patient for " + ", ".join(missing) + ".",
+                },
+            )
+            return
+        if not await self._save(record, final=True, latency=latency):
+            self._final_failed = True
+            self._answer(
+                call,
+                {
+                    "status": "failed",
+                    "message": "The record could not be saved. Tell the patient to let the front desk know.",
+                },
+            )
+            return
+        self._final_failed = False
+        self.completed = True
+        self._emit(ExtractedDataMessage(data=record, final=True))
+        self._emit(IntakeCompleteMessage())
+        self._answer(call, {"status": "saved", "message": "The intake record is saved."})
+        self._on_completed()
+
+    async def _save(self, record: MedicalIntake, *, final: bool, latency: float) -> bool:
+        for attempt in range(1, SAVE_ATTEMPTS + 1):
+            try:
+                await self._records.save_version(
+                    record, final=final, warnings=self.warnings, model=self._model, latency_s=latency
+                )
+                return True
+            except StorageError as exc:
+                logger.error(
+                    "session %s: saving the record failed (attempt %d): %s", self._session_id, attempt, exc
+                )
+                self._records.event("save_failed", final=final, attempt=attempt, error=str(exc))
+                if not final:
+                    return False
+                if attempt == 1:
+                    self._emit(
+                        ErrorMessage(
+                            code="save_failed", message="Your answers could not be saved yet; retrying."
+                        )
+                    )
+            if attempt < SAVE_ATTEMPTS:
+                await asyncio.sleep(self._save_backoff * 2 ** (attempt - 1))
+        self._emit(
+            ErrorMessage(
+                code="save_failed",
+                message="Your answers could not be saved. Please tell the front desk before you leave.",
+            )
+        )
+        return False
 
     async def drain(self, grace: float) -> None:
         """Let extraction in flight finish within `grace` seconds; cancel what is left."""
@@ -105,15 +236,3 @@ class IntakeRecorder:
             task.cancel()
         if pending:
             await asyncio.wait(pending)
-
-    async def save(self, *, completed: bool) -> None:
-        if self._store is None or not (self._conversation or self.record):
-            return
-        await self._store.save(
-            self._session_id,
-            list(self._conversation.turns),
-            self.record,
-            completed=completed,
-            warnings=self.warnings,
-        )
-        await self._audit.record("conversation_saved", completed=completed)

@@ -2,86 +2,62 @@
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from google.genai import errors, types
+from google.genai import types
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from websockets.exceptions import InvalidStatus, WebSocketException
 
 from config import Settings
+from gemini_live.browser_input import AudioStreamEnd, read_browser_input
+from gemini_live.queues import BrowserOutbox
+from gemini_live.recorder import IntakeRecorder, Outcome
+from gemini_live.records import SessionInfo, SessionRecords, StorageError
+from gemini_live.transcript import ConversationLog, FinalTurn
+from gemini_live.upstream import SessionEnded, UpstreamHealth, UpstreamLink
 from schemas import (
-    ErrorCode,
+    ConversationState,
     ErrorMessage,
-    ExtractedDataMessage,
-    IntakeCompleteMessage,
     InterruptedMessage,
     Role,
+    ServerMessage,
     SessionState,
     StatusMessage,
     TranscriptMessage,
     TurnCompleteMessage,
 )
-from gemini_live.transcript import ConversationLog
 from services.extraction import Extractor
-from services.gemini_client import LiveConnector, LiveUpstream, UpstreamKind
-from gemini_live.recorder import IntakeRecorder
-from services.live_config import COMPLETE_INTAKE, live_connect_config
-from gemini_live.replay import ResumableAudio
-from services.session_records import ConversationStore, SessionAudit
-from utils.audio_processing import INPUT_MIME, bytes_per_second
-from gemini_live.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
+from services.gemini_client import LiveConnector, UpstreamKind
+from services.live_config import COMPLETE_INTAKE, function_response, live_connect_config
 
 logger = logging.getLogger(__name__)
 
-# 5 chunks of 100 ms: enough to absorb jitter, and a stalled upstream pushes back on the
-# browser within half a second because the reader blocks on a full queue.
-INBOUND_QUEUE_CHUNKS = 5
-# The model's audio arrives in bursts faster than real time. 512 chunks (tens of seconds of
-# speech) bounds memory if the browser stalls; a full queue blocks the upstream reader.
-OUTBOUND_QUEUE_ITEMS = 512
 HISTORY_TURNS = 500
-# While the upstream reconnects, the first 2 s of the patient's speech are held and sent
-# once it is back; anything beyond is dropped with a notice rather than delayed further.
-HOLD_BYTES = int(2.0 * bytes_per_second(16000))
-# Audio sent since the newest resumption handle is not in the state that handle restores, so it
-# is kept (up to 30 s) and sent again after resuming; a new handle makes it redundant.
-REPLAY_BYTES = int(30.0 * bytes_per_second(16000))
-# Put on the inbound queue after a reconnect so held audio goes out without waiting for more;
-# the browser never sends an empty frame (the edge rejects it), so it cannot be confused with audio.
-_WAKE_SENDER = b""
-# Close codes after which retrying cannot help: the key or the request was refused.
-_FATAL_UPSTREAM_CODES = {1007, 1008, 400, 401, 403, 404}
-
-Outbound = (
-    bytes
-    | StatusMessage
-    | TranscriptMessage
-    | TurnCompleteMessage
-    | InterruptedMessage
-    | ExtractedDataMessage
-    | IntakeCompleteMessage
-    | ErrorMessage
-)
-
 
 GREETING_CUE = types.Content(
     role="user",
     parts=[types.Part(text="The patient has joined the call. Greet them and begin the intake.")],
 )
+NUDGE = types.Content(
+    role="user",
+    parts=[types.Part(text="(The patient has finished speaking and is waiting. Please reply and continue.)")],
+)
+RESUME_CUE = (
+    "(The connection dropped and this is the conversation so far. Continue the intake from where it "
+    "stopped, without greeting the patient again.)"
+)
 
-
-class SessionEnded(Exception):
-    def __init__(self, reason: str, *, close_code: int = 1000, error: ErrorMessage | None = None):
-        super().__init__(reason)
-        self.reason = reason
-        self.close_code = close_code
-        self.error = error
-
-
-def _upstream_failure(code: ErrorCode, message: str) -> SessionEnded:
-    return SessionEnded("upstream_failed", close_code=1011, error=ErrorMessage(code=code, message=message))
+_LINK_TEXT: dict[SessionState, str] = {
+    "connecting": "Connecting to the assistant…",
+    "reconnecting": "Reconnecting to the assistant…",
+}
+_CONVERSATION_TEXT: dict[ConversationState, str] = {
+    "listening": "Listening.",
+    "speaking": "The assistant is speaking.",
+    "processing": "Saving your answers.",
+    "idle": "The conversation has ended.",
+}
 
 
 @dataclass(frozen=True)
@@ -90,49 +66,85 @@ class SessionDeps:
     connector: LiveConnector
     extractor: Extractor
     upstream_kind: UpstreamKind
-    store: ConversationStore | None
-    audit: SessionAudit
+    records: SessionRecords
+    health: UpstreamHealth
+    session_id: str
+    client: str = "unknown"
     release: Callable[[], Awaitable[None]] | None = None
+
+
+def _answers_later(config: types.LiveConnectConfig) -> bool:
+    """Whether the model runs complete_intake asynchronously, so its answer can wait for the outcome."""
+    for tool in config.tools or []:
+        if not isinstance(tool, types.Tool):
+            continue
+        for declaration in tool.function_declarations or []:
+            if declaration.name == COMPLETE_INTAKE:
+                return declaration.behavior == types.Behavior.NON_BLOCKING
+    return False
 
 
 class IntakeSession:
     def __init__(self, websocket: WebSocket, deps: SessionDeps) -> None:
-        self.id = deps.audit.session_id
+        self.id = deps.session_id
         self._ws = websocket
         self._deps = deps
-        self._settings = deps.settings
-        self._inbound: asyncio.Queue[BrowserInput] = asyncio.Queue(INBOUND_QUEUE_CHUNKS)
-        self._outbound: asyncio.Queue[Outbound] = asyncio.Queue(OUTBOUND_QUEUE_ITEMS)
-        # Set while a Live connection is open and set up; None while (re)connecting.
-        self._upstream: LiveUpstream | None = None
-        self._resume_handle: str | None = None
-        self._audio = ResumableAudio(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
+        self._settings = settings = deps.settings
+        self._records = deps.records
+        self._out = BrowserOutbox()
         self.state: SessionState = "connecting"
+        self.conversation_state: ConversationState = "idle"
         self.conversation = ConversationLog(HISTORY_TURNS)
-        self._muted = False
-        self._model_speaking = False
-        self._connected_once = False
+        self._answers_later = _answers_later(live_connect_config(settings, resume_handle=None))
+        self._link = UpstreamLink(
+            connector=deps.connector,
+            config_for=lambda handle: live_connect_config(settings, resume_handle=handle),
+            listener=self,
+            records=deps.records,
+            health=deps.health,
+            reconnect_attempts=settings.RECONNECT_ATTEMPTS,
+        )
         self.recorder = IntakeRecorder(
             self.id,
             self.conversation,
             extractor=deps.extractor,
-            audit=deps.audit,
-            store=deps.store,
-            emit=self._emit,
-            fallback_every=deps.settings.FALLBACK_EXTRACTION_TURNS,
-            live_every=deps.settings.LIVE_EXTRACTION_TURNS,
+            records=deps.records,
+            model=settings.GEMINI_EXTRACTION_MODEL,
+            emit=self._out.message,
+            answer=self._answer_intake,
+            on_completed=self._intake_saved,
+            fallback_every=settings.FALLBACK_EXTRACTION_TURNS,
+            live_every=settings.LIVE_EXTRACTION_TURNS,
         )
+        # Browser `interrupt`: the rest of the model's current generation is not played.
+        self._muted = False
+        self._patient_spoke_while_muted = False
+        self._speaking = False
+        self._stall: asyncio.TimerHandle | None = None
+        self._nudged = False
+        self._end_timer: asyncio.TimerHandle | None = None
+        self._end_after_turn = False
+        self._ending: SessionEnded | None = None
         self._finished = False
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
-        self._stop_reason: str | None = None
 
     async def run(self) -> SessionEnded:
-        await self._deps.audit.record("session_start", upstream=self._deps.upstream_kind)
+        self._records.started(
+            SessionInfo(
+                session_id=self.id,
+                started_at=datetime.now(UTC),
+                upstream=self._deps.upstream_kind,
+                live_model=self._settings.GEMINI_LIVE_MODEL,
+                practice=self._deps.upstream_kind == "simulator",
+                client=self._deps.client,
+            )
+        )
+        self._records.event("session_start", upstream=self._deps.upstream_kind)
         tasks: list[tuple[str, Callable[[], Awaitable[None]], str]] = [
             ("browser-reader", self._receive_from_browser, "browser_closed"),
-            ("gemini-sender", self._send_to_gemini, "sender_stopped"),
-            ("gemini-receiver", self._receive_from_gemini, "upstream_closed"),
+            ("gemini-sender", self._link.run_sender, "sender_stopped"),
+            ("gemini-receiver", self._link.run_receiver, "upstream_closed"),
             ("browser-writer", self._send_to_browser, "browser_closed"),
         ]
         running = [
@@ -140,7 +152,7 @@ class IntakeSession:
             for name, body, reason in tasks
         ]
         self._reader = running[0]
-        if self._stop_reason is not None:
+        if self._ending is not None:
             self._reader.cancel()
         outcome = SessionEnded("cancelled")
         try:
@@ -163,35 +175,85 @@ class IntakeSession:
         try:
             await body()
         except asyncio.CancelledError:
-            if self._stop_reason is None or asyncio.current_task() is not self._reader:
+            if self._ending is None or asyncio.current_task() is not self._reader:
                 raise
-            raise SessionEnded(
-                self._stop_reason,
+            raise self._ending from None
+        raise SessionEnded(reason)
+
+    def _end(self, outcome: SessionEnded) -> None:
+        """End the session from a timer or from outside; teardown runs as for any other end."""
+        if self._ending is None:
+            self._ending = outcome
+            if self._reader is not None:
+                self._reader.cancel()
+
+    def request_stop(self, reason: str) -> None:
+        self._end(
+            SessionEnded(
+                reason,
                 close_code=1001,
                 error=ErrorMessage(
                     code="server_shutdown", message="The server is restarting; your answers so far are saved."
                 ),
-            ) from None
-        raise SessionEnded(reason)
-
-    def request_stop(self, reason: str) -> None:
-        """End the session from outside (server shutdown); teardown runs as for any other end."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
-            if self._reader is not None:
-                self._reader.cancel()
+            )
+        )
 
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    async def _emit(self, item: Outbound) -> None:
-        if not self._finished:
-            await self._outbound.put(item)
+    def _status(self, state: SessionState, message: str) -> None:
+        self._out.message(
+            StatusMessage(
+                state=state,
+                message=message,
+                upstream=self._deps.upstream_kind,
+                session_id=self.id,
+                conversation=self.conversation_state,
+            )
+        )
 
-    async def _status(self, state: SessionState, message: str) -> None:
+    def _converse(self, state: ConversationState) -> None:
+        # Sent as its own status so that clients written against the tutorial, which read the
+        # conversation from `state`, follow it too; `conversation` carries it for everyone.
+        if state != self.conversation_state:
+            self.conversation_state = state
+            self._status(state, _CONVERSATION_TEXT[state])
+
+    def on_link_state(self, state: SessionState) -> None:
         self.state = state
-        await self._emit(
-            StatusMessage(state=state, message=message, upstream=self._deps.upstream_kind, session_id=self.id)
+        if state == "ready":
+            self._status("ready", self._ready_text())
+            if self.conversation_state == "idle":
+                self._converse("listening")
+        else:
+            self._disarm_stall()
+            self._status(state, _LINK_TEXT[state])
+
+    def _ready_text(self) -> str:
+        if self._deps.upstream_kind == "simulator":
+            return "Connected to the local Gemini simulator (no API key configured): replies are scripted."
+        return "Connected to the assistant."
+
+    def opening_turns(self) -> list[types.Content]:
+        """What a new upstream conversation is told first: a greeting cue, or what was said so far."""
+        self._arm_stall()
+        if not self.conversation.turns:
+            # The model speaks only when spoken to, so this asks it to open the interview.
+            return [GREETING_CUE]
+        history = [
+            types.Content(
+                role="user" if turn.role == "patient" else "model", parts=[types.Part(text=turn.text)]
+            )
+            for turn in self.conversation.turns
+        ]
+        return [*history, types.Content(role="user", parts=[types.Part(text=RESUME_CUE)])]
+
+    def on_audio_dropped(self) -> None:
+        self._out.message(
+            ErrorMessage(
+                code="audio_dropped",
+                message="The assistant is reconnecting; speech beyond 2 s was not heard.",
+            )
         )
 
     async def _receive_from_browser(self) -> None:
@@ -215,236 +277,223 @@ class IntakeSession:
             )
             match parsed:
                 case ErrorMessage():
-                    await self._emit(parsed)
+                    self._out.message(parsed)
                 case bytes() | AudioStreamEnd():
-                    await self._inbound.put(parsed)
+                    await self._link.put(parsed)
                 case "interrupt":
-                    await self._interrupt_playback()
+                    self._interrupt_from_browser()
                 case "end_session":
                     raise SessionEnded("end_session")
                 case "start":
-                    await self._status(self.state, "Session is open.")
+                    self._status(self.state, "Session is open.")
 
-    async def _send_to_gemini(self) -> None:
-        while True:
-            item = await self._inbound.get()
-            upstream = self._upstream
-            if upstream is None:
-                await self._hold(item)
-                continue
-            try:
-                while (waiting := self._audio.waiting) is not None:
-                    await self._send_input(upstream, waiting)
-                    self._audio.sent_waiting()
-                if item != _WAKE_SENDER:
-                    await self._send_input(upstream, item)
-                    self._audio.sent(item)
-            except (errors.APIError, WebSocketException, OSError):
-                # The receiver sees the same broken connection and reconnects; keep this chunk.
-                await self._hold(item)
-
-    @staticmethod
-    async def _send_input(upstream: LiveUpstream, item: BrowserInput) -> None:
-        if isinstance(item, AudioStreamEnd):
-            await upstream.send_realtime_input(audio_stream_end=True)
-        else:
-            await upstream.send_realtime_input(audio=types.Blob(data=item, mime_type=INPUT_MIME))
-
-    async def _hold(self, item: BrowserInput) -> None:
-        if item != _WAKE_SENDER and self._audio.hold(item) == "first_drop":
-            await self._emit(
-                ErrorMessage(
-                    code="audio_dropped",
-                    message="The assistant is reconnecting; speech beyond 2 s was not heard.",
-                )
-            )
-
-    async def _receive_from_gemini(self) -> None:
-        failures = 0
-        while True:
-            if self._connected_once:
-                await self._status("reconnecting", "Reconnecting to the assistant…")
-            else:
-                await self._status("connecting", "Connecting to the assistant…")
-            handle_before = self._resume_handle
-            config = live_connect_config(self._settings, resume_handle=handle_before)
-            try:
-                async with self._deps.connector.connect(config) as upstream:
-                    self._upstream = upstream
-                    if self._connected_once:
-                        self._audio.resume()
-                    self._connected_once = True
-                    await self._deps.audit.record(
-                        "upstream_connected", resumed=self._resume_handle is not None
-                    )
-                    if handle_before is None:
-                        # A conversation the upstream has never seen: the model speaks only when
-                        # spoken to, so this asks it to open the interview.
-                        await upstream.send_client_content(turns=GREETING_CUE, turn_complete=True)
-                    await self._status("ready", self._ready_text())
-                    self._inbound_kick()
-                    why = await self._pump(upstream)
-            except errors.APIError as exc:
-                why = f"closed ({exc.code})"
-                if exc.code in _FATAL_UPSTREAM_CODES:
-                    raise _upstream_failure("upstream_auth", _refusal_text(exc)) from exc
-            except InvalidStatus as exc:
-                status = exc.response.status_code
-                if status in _FATAL_UPSTREAM_CODES:
-                    raise _upstream_failure(
-                        "upstream_auth", f"The assistant service refused the connection ({status})."
-                    ) from exc
-                why = f"handshake failed ({status})"
-            except (WebSocketException, OSError) as exc:
-                why = f"unreachable ({type(exc).__name__})"
-            finally:
-                self._upstream = None
-            await self._deps.audit.record("upstream_lost", why=why)
-            logger.warning("session %s: upstream %s", self.id, why)
-            can_resume = self._resume_handle is not None or not self.conversation
-            # A connection that produced a new handle made progress; one that did not (however it
-            # ended, goAway included) counts against the retries, so a flapping upstream ends.
-            if self._resume_handle != handle_before:
-                failures = 0
-                if why == "go_away":
-                    continue
-            failures += 1
-            if not can_resume or failures > self._settings.RECONNECT_ATTEMPTS:
-                raise _upstream_failure("upstream_error", "The connection to the assistant was lost.")
-            await asyncio.sleep(min(8.0, 0.25 * 2 ** (failures - 1)) * random.uniform(0.5, 1.0))
-
-    def _ready_text(self) -> str:
-        if self._deps.upstream_kind == "simulator":
-            return "Connected to the local Gemini simulator (no API key configured): replies are scripted."
-        return "Connected to the assistant."
-
-    def _inbound_kick(self) -> None:
-        if self._audio.waiting is not None and not self._inbound.full():
-            self._inbound.put_nowait(_WAKE_SENDER)
-
-    async def _pump(self, upstream: LiveUpstream) -> str:
-        try:
-            while True:
-                async for message in upstream.receive():
-                    await self._on_upstream_message(message, upstream)
-                    if message.go_away is not None:
-                        return "go_away"
-        except errors.APIError as exc:
-            if exc.code == 1000:
-                return "closed"
-            raise
-
-    async def _on_upstream_message(self, message: types.LiveServerMessage, upstream: LiveUpstream) -> None:
-        update = message.session_resumption_update
-        if update is not None and update.resumable and update.new_handle:
-            self._resume_handle = update.new_handle
-            self._audio.handle_updated()
-        if message.go_away is not None:
-            await self._deps.audit.record("go_away", time_left=message.go_away.time_left)
+    async def on_message(self, message: types.LiveServerMessage) -> None:
         if message.tool_call is not None:
+            self._disarm_stall()
             for call in message.tool_call.function_calls or []:
-                await self._on_function_call(call, upstream)
+                self._on_function_call(call)
         if message.tool_call_cancellation is not None:
-            await self._on_tool_cancellation(message.tool_call_cancellation.ids or [])
+            ids = message.tool_call_cancellation.ids or []
+            self._records.event("tool_call_cancelled", ids=ids)
+            self.recorder.cancel(ids)
         content = message.server_content
         if content is None:
             return
         if content.interrupted:
-            await self._finalize_role()
-            await self._interrupt_playback()
+            self._interrupted_upstream()
         if content.input_transcription is not None and content.input_transcription.text:
-            await self._transcript("patient", content.input_transcription.text)
-        if content.model_turn is not None and not self._muted:
+            self._patient_spoke(content.input_transcription.text)
+        if content.model_turn is not None:
             for part in content.model_turn.parts or []:
                 if part.inline_data is not None and part.inline_data.data:
-                    self._model_speaking = True
-                    await self._emit(part.inline_data.data)
+                    await self._model_audio(part.inline_data.data)
         if content.output_transcription is not None and content.output_transcription.text:
-            await self._transcript("assistant", content.output_transcription.text)
+            self._disarm_stall()
+            self._transcript("assistant", content.output_transcription.text)
         if content.turn_complete:
-            self._muted = self._model_speaking = False
-            await self._finalize_role()
-            await self._emit(TurnCompleteMessage())
-            self.recorder.on_turn_complete()
+            self._turn_complete()
 
-    async def _transcript(self, role: Role, text: str) -> None:
-        if (finished := self.conversation.add(role, text)) is not None:
-            await self._deps.audit.turn(finished)
-        await self._emit(TranscriptMessage(role=role, text=text))
+    def _patient_spoke(self, text: str) -> None:
+        if self._muted:
+            self._patient_spoke_while_muted = True
+        self._postpone_end()
+        self._transcript("patient", text)
+        self._arm_stall()
 
-    async def _finalize_role(self) -> None:
-        if (finished := self.conversation.finalize()) is not None:
-            await self._deps.audit.turn(finished)
+    async def _model_audio(self, data: bytes) -> None:
+        self._disarm_stall()
+        self._postpone_end()
+        if self._muted:
+            if not self._patient_spoke_while_muted:
+                return
+            # A new model turn after new patient speech: the interrupted generation is over.
+            self._muted = False
+        if not self._speaking:
+            self._speaking = True
+            self._converse("speaking")
+        await self._out.audio(data)
 
-    async def _interrupt_playback(self) -> None:
-        """Drop the model audio still queued and tell the browser to flush what it buffered."""
-        kept = [item for item in self._drain_outbound() if not isinstance(item, bytes)]
-        for item in kept:
-            self._outbound.put_nowait(item)
-        # The model keeps generating after a local interrupt; mute it until its turn ends.
-        self._muted = self._muted or self._model_speaking
-        self._model_speaking = False
-        await self._emit(InterruptedMessage())
+    def _turn_complete(self) -> None:
+        self._muted = self._speaking = False
+        self._record_turn(self.conversation.finalize())
+        self._out.message(TurnCompleteMessage())
+        if not self.recorder.busy:
+            self._converse("listening")
+        self.recorder.on_turn_complete()
+        if self._end_after_turn:
+            self._arm_end()
 
-    def _drain_outbound(self) -> list[Outbound]:
-        items: list[Outbound] = []
-        while not self._outbound.empty():
-            items.append(self._outbound.get_nowait())
-        return items
+    def _interrupted_upstream(self) -> None:
+        """Gemini heard the patient over its reply: drop what is queued, and play what comes next."""
+        self._out.drop_audio()
+        self._out.message(InterruptedMessage())
+        if self.conversation.speaking == "assistant":
+            self._record_turn(self.conversation.finalize(interrupted=True))
+        self._muted = self._speaking = False
+        self._converse("listening")
 
-    async def _on_function_call(self, call: types.FunctionCall, upstream: LiveUpstream) -> None:
-        await self._deps.audit.record("function_call", name=call.name, call_id=call.id)
+    def _interrupt_from_browser(self) -> None:
+        self._out.drop_audio()
+        if self._speaking or self._link.in_reply:
+            # The model keeps generating after a local interrupt; the rest of that generation is
+            # not played. It ends at turn_complete, interrupted, or a new turn after new speech.
+            self._muted = True
+            self._patient_spoke_while_muted = False
+        self._speaking = False
+        self._out.message(InterruptedMessage())
+        self._converse("listening")
+
+    def _transcript(self, role: Role, text: str) -> None:
+        self._record_turn(self.conversation.add(role, text))
+        self._out.message(TranscriptMessage(role=role, text=text))
+
+    def _record_turn(self, final: FinalTurn | None) -> None:
+        if final is not None:
+            self._records.turn(
+                final.index,
+                final.turn,
+                interrupted=final.interrupted,
+                started_at=final.started_at,
+                ended_at=final.ended_at,
+            )
+
+    def _on_function_call(self, call: types.FunctionCall) -> None:
+        self._records.event("function_call", function=call.name, call_id=call.id)
         if call.name != COMPLETE_INTAKE:
-            await upstream.send_tool_response(
-                function_responses=[
-                    types.FunctionResponse(id=call.id, name=call.name, response={"error": "unknown function"})
-                ]
+            self._link.send_tool_response(
+                function_response(self._settings, call, {"error": "unknown function"})
             )
             return
-        # Answer first so the model can say goodbye while the record is extracted.
-        await upstream.send_tool_response(
-            function_responses=[
-                types.FunctionResponse(
-                    id=call.id, name=call.name, response={"result": "ok", "message": "Intake recorded."}
+        self._record_turn(self.conversation.finalize())
+        self._converse("processing")
+        if not self._answers_later:
+            # A blocking call holds the model silent until answered, so it is answered at once;
+            # the outcome reaches the patient through the page.
+            self._link.send_tool_response(
+                function_response(
+                    self._settings, call, {"status": "received", "message": "Recording the intake."}
                 )
-            ]
-        )
-        await self._finalize_role()
-        self.recorder.on_complete_intake(call.id)
+            )
+        self.recorder.on_complete_intake(call)
 
-    async def _on_tool_cancellation(self, ids: list[str]) -> None:
-        await self._deps.audit.record("tool_call_cancelled", ids=ids)
-        self.recorder.cancel(ids)
+    def _answer_intake(self, call: types.FunctionCall, outcome: Outcome) -> None:
+        self._records.event("intake_outcome", status=outcome["status"])
+        if self._answers_later:
+            self._link.send_tool_response(function_response(self._settings, call, outcome))
+        if not self._speaking:
+            self._converse("listening")
+
+    def _intake_saved(self) -> None:
+        # The session ends END_GRACE_SECONDS after the model's closing words, unless the patient
+        # speaks again; speech from either side pushes the end back to after the next turn.
+        self._arm_end()
+
+    def _postpone_end(self) -> None:
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+            self._end_timer = None
+            self._end_after_turn = True
+
+    def _arm_end(self) -> None:
+        self._end_after_turn = False
+        if self._end_timer is not None:
+            self._end_timer.cancel()
+        self._end_timer = asyncio.get_running_loop().call_later(
+            self._settings.END_GRACE_SECONDS, self._end, SessionEnded("intake_complete")
+        )
+
+    def _arm_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+        self._stall = asyncio.get_running_loop().call_later(
+            self._settings.STALL_TIMEOUT_SECONDS, self._stalled
+        )
+
+    def _disarm_stall(self) -> None:
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self._nudged = False
+
+    def _stalled(self) -> None:
+        self._stall = None
+        if not self._link.connected or self.recorder.completed:
+            return
+        if not self._nudged:
+            self._nudged = True
+            self._records.event("assistant_nudged")
+            logger.info("session %s: no reply from the assistant; nudging it", self.id)
+            self._link.send_client_turn(NUDGE)
+            self._arm_stall_again()
+            return
+        self._nudged = False
+        self._records.event("assistant_stalled")
+        logger.warning("session %s: the assistant stalled", self.id)
+        self._out.message(
+            ErrorMessage(
+                code="assistant_stalled",
+                message="The assistant is not answering. Please say that again, or press Stop, then Start.",
+            )
+        )
+
+    def _arm_stall_again(self) -> None:
+        self._stall = asyncio.get_running_loop().call_later(
+            self._settings.STALL_TIMEOUT_SECONDS, self._stalled
+        )
 
     async def _send_to_browser(self) -> None:
         while True:
-            item = await self._outbound.get()
+            item: bytes | ServerMessage = await self._out.get()
             try:
                 if isinstance(item, bytes):
                     await self._ws.send_bytes(item)
                 else:
                     await self._ws.send_text(item.model_dump_json(exclude_none=True))
-            except (WebSocketDisconnect, OSError):
+            except (WebSocketDisconnect, OSError, RuntimeError):
                 return
 
     async def finish(self, reason: str) -> None:
-        """Idempotent teardown: let extraction in flight finish (bounded), save, audit."""
+        """Idempotent teardown: let extraction in flight finish (bounded), save, audit, release."""
         if self._finished:
             return
         self._finished = True
-        await self.recorder.drain(self._settings.SHUTDOWN_GRACE_SECONDS)
-        await self._finalize_role()
-        if not self.recorder.completed:
-            await self.recorder.save(completed=False)
-        await self._deps.audit.record(
-            "session_end", reason=reason, turns=len(self.conversation), completed=self.recorder.completed
-        )
-        if self._deps.release is not None:
-            await self._deps.release()
-        self._closed.set()
-
-
-def _refusal_text(exc: errors.APIError) -> str:
-    if exc.code in (1007, 1008, 401, 403):
-        return "The assistant service refused the API key or the request. Check the key and try again."
-    return f"The assistant service refused the session ({exc.code})."
+        for timer in (self._stall, self._end_timer):
+            if timer is not None:
+                timer.cancel()
+        try:
+            await self.recorder.drain(self._settings.SHUTDOWN_GRACE_SECONDS)
+            self._record_turn(self.conversation.finalize())
+            status = self.recorder.status_at_end()
+            self._records.event("session_end", reason=reason, turns=len(self.conversation), status=status)
+            try:
+                await self._records.ended(reason=reason, status=status)
+            except StorageError as exc:
+                logger.error("session %s: the end of the session was not saved: %s", self.id, exc)
+        finally:
+            try:
+                if self._deps.release is not None:
+                    await self._deps.release()
+            except Exception:
+                logger.exception("session %s: releasing the upstream client failed", self.id)
+            finally:
+                self._closed.set()

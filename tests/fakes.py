@@ -92,8 +92,10 @@ class FakeLiveSession:
     async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None:
         self.tool_responses.extend(function_responses)
 
-    async def send_client_content(self, *, turns: types.Content, turn_complete: bool = True) -> None:
-        self.client_content.append(turns)
+    async def send_client_content(
+        self, *, turns: types.Content | list[types.Content], turn_complete: bool = True
+    ) -> None:
+        self.client_content.extend(turns if isinstance(turns, list) else [turns])
 
     async def receive(self) -> AsyncIterator[types.LiveServerMessage]:
         while self.script:

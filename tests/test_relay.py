@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from starlette.testclient import WebSocketTestSession
 from starlette.websockets import WebSocketDisconnect
 
-from schemas import Allergy, MedicalIntake, Medication, PatientInfo
+from schemas import Allergy, ChiefComplaint, MedicalIntake, Medication, PatientInfo, PresentIllness
 from services.extraction import ExtractionError
 from tests.fakes import (
     FakeConnector,
@@ -30,6 +30,7 @@ pytestmark = [pytest.mark.websocket, pytest.mark.integration]
 CHUNK = b"\x01\x00" * 1600  # 100 ms of 16 kHz PCM16
 RECORD = MedicalIntake(
     patient_info=PatientInfo(name="Test Patient", phone="(555) 123-4567"),
+    present_illness=PresentIllness(chief_complaints=[ChiefComplaint(complaint="headache")]),
     medications=[Medication(name="Lisinopril", dose="20 mg", frequency="daily")],
     allergies=[Allergy(allergen="Penicillin", reaction=["hives"], severity="life-threatening")],
 )
@@ -251,7 +252,7 @@ def test_bad_input_gets_a_clear_error_and_the_session_goes_on(make_app, frame, c
     assert len(upstream.audio_in) == 1
 
 
-def test_failed_extraction_reports_an_error_keeps_the_last_good_record_and_goes_on(make_app):
+def test_a_failed_final_extraction_is_told_and_the_earlier_record_is_never_marked_final(make_app):
     upstream = FakeLiveSession(
         script=[
             Step(1, [heard("hi"), tool_call("c1")]),
@@ -265,14 +266,14 @@ def test_failed_extraction_reports_an_error_keeps_the_last_good_record_and_goes_
         session.send_bytes(CHUNK)
         first = receive_until(session, "intake_complete")
         session.send_bytes(CHUNK)
-        second = receive_until(session, "intake_complete")
+        second = receive_until(session, "error")
         session.send_bytes(CHUNK)
         third = receive_until(session, "turn_complete")
         end(ws, session)
     assert MedicalIntake.model_validate(first[-2]["data"]) == RECORD
-    errors = [m for m in second if m["type"] == "error"]
-    assert errors[0]["code"] == "extraction_failed" and "timed out" in errors[0]["message"]
-    assert MedicalIntake.model_validate(second[-2]["data"]) == RECORD
+    assert second[-1]["code"] == "extraction_failed" and "timed out" in second[-1]["message"]
+    later = [m["type"] for m in second + third]
+    assert "intake_complete" not in later and "extracted_data" not in later
     assert any(m.get("text") == "still talking" for m in third)
 
 
@@ -358,7 +359,7 @@ def test_saved_conversation_and_audit_log_are_owner_only_and_audit_has_no_conten
     audit = logs[0].read_text()
     events = [json.loads(line)["event"] for line in audit.splitlines()]
     assert events[0] == "session_start" and events[-1] == "session_end"
-    assert {"turn", "function_call", "extraction", "conversation_saved"} <= set(events)
+    assert {"turn", "function_call", "extraction", "record_saved"} <= set(events)
     assert "headache" not in audit and "Lisinopril" not in audit and "Test Patient" not in audit
 
 

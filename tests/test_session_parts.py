@@ -1,10 +1,15 @@
-"""The session's small parts: transcript turns and audio kept across a reconnect."""
+"""The session's small parts: transcript turns, input kept across a reconnect, and the queues."""
+
+import asyncio
 
 import pytest
+from google.genai import types
 
-from gemini_live.transcript import ConversationLog
-from gemini_live.replay import ResumableAudio
 from gemini_live.browser_input import AudioStreamEnd
+from gemini_live.queues import MAX_AUDIO_BYTES, BrowserOutbox, SenderMailbox
+from gemini_live.replay import ClientTurn, ReplayBuffer, ToolResponse
+from gemini_live.transcript import ConversationLog
+from schemas import ErrorMessage, TranscriptMessage
 
 pytestmark = pytest.mark.unit
 
@@ -14,8 +19,11 @@ def test_pieces_join_into_turns_in_spoken_order_and_a_role_switch_finalizes():
     assert log.add("patient", "I have ") is None
     assert log.add("patient", "a cough.") is None
     finished = log.add("assistant", "How long?")
-    assert finished is not None and (finished.role, finished.text) == ("patient", "I have a cough.")
-    assert log.finalize() is not None
+    assert finished is not None and (finished.turn.role, finished.turn.text) == ("patient", "I have a cough.")
+    assert finished.index == 0 and not finished.interrupted
+    last = log.finalize(interrupted=True)
+    assert last is not None and last.index == 1 and last.interrupted
+    assert last.started_at <= last.ended_at
     assert [(t.role, t.text) for t in log.turns] == [
         ("patient", "I have a cough."),
         ("assistant", "How long?"),
@@ -23,7 +31,7 @@ def test_pieces_join_into_turns_in_spoken_order_and_a_role_switch_finalizes():
     assert log.finalize() is None
 
 
-def test_blank_pieces_make_no_turn_and_history_is_bounded():
+def test_blank_pieces_make_no_turn_and_history_is_bounded_while_the_count_goes_on():
     log = ConversationLog(max_turns=2)
     log.add("patient", "   ")
     assert log.finalize() is None and len(log) == 0
@@ -31,35 +39,96 @@ def test_blank_pieces_make_no_turn_and_history_is_bounded():
         log.add("patient", f"turn {n}")
         log.finalize()
     assert [t.text for t in log.turns] == ["turn 1", "turn 2"]
+    assert len(log) == 3
+
+
+def _drain(buffer: ReplayBuffer) -> list[object]:
+    items = []
+    while (item := buffer.take_held()) is not None:
+        items.append(item)
+    return items
 
 
 def test_audio_is_held_up_to_the_bound_and_the_first_drop_is_reported_once():
-    audio = ResumableAudio(hold_bytes=4, replay_bytes=100)
-    assert audio.hold(b"ab") == "held"
-    assert audio.hold(b"cd") == "held"
-    assert audio.hold(b"ef") == "first_drop"
-    assert audio.hold(b"gh") == "dropped"
-    assert audio.hold(AudioStreamEnd()) == "held"  # a stream end has no size and is never lost
-    sent = []
-    while (item := audio.waiting) is not None:
-        sent.append(item)
-        audio.sent_waiting()
-    assert sent == [b"ab", b"cd", AudioStreamEnd()]
-    assert audio.hold(b"ij") == "held"  # the outage is over: a new one reports again
-    assert audio.hold(b"klmn") == "first_drop"
+    buffer = ReplayBuffer(hold_bytes=4, replay_bytes=100)
+    assert buffer.hold(b"ab") == "held"
+    assert buffer.hold(b"cd") == "held"
+    assert buffer.hold(b"ef") == "first_drop"
+    assert buffer.hold(b"gh") == "dropped"
+    assert buffer.hold(AudioStreamEnd()) == "held"  # a stream end has no size and is never lost
+    assert _drain(buffer) == [b"ab", b"cd", AudioStreamEnd()]
+    assert buffer.hold(b"ij") == "held"  # the outage is over: a new one reports again
+    assert buffer.hold(b"klmn") == "first_drop"
 
 
-def test_resuming_resends_what_the_restored_state_has_not_heard_before_held_audio():
-    audio = ResumableAudio(hold_bytes=100, replay_bytes=4)
-    audio.sent(b"01")
-    audio.handle_updated()  # the handle now covers b"01"
-    audio.sent(b"23")
-    audio.sent(b"45")
-    audio.sent(b"67")  # only the newest 4 bytes are kept for replay
-    audio.hold(b"89")
-    audio.resume()
-    replayed = []
-    while (item := audio.waiting) is not None:
-        replayed.append(item)
-        audio.sent_waiting()
-    assert replayed == [b"45", b"67", b"89"]
+def test_a_resume_resends_only_what_the_upstream_did_not_confirm_before_held_input():
+    buffer = ReplayBuffer(hold_bytes=100, replay_bytes=100)
+    for index, chunk in enumerate([b"00", b"11", b"22", b"33"]):
+        buffer.sent(index, chunk)
+    buffer.consumed(1)  # the upstream's state includes messages 0 and 1
+    buffer.hold(b"44")
+    buffer.resumed()
+    assert _drain(buffer) == [b"22", b"33", b"44"]
+    buffer.resumed()  # nothing is sent twice
+    assert _drain(buffer) == []
+
+
+def test_a_handle_without_an_index_covers_everything_and_replay_is_bounded():
+    buffer = ReplayBuffer(hold_bytes=100, replay_bytes=4)
+    buffer.sent(0, b"01")
+    buffer.handle_renewed()
+    for index, chunk in enumerate([b"23", b"45", b"67"], start=1):
+        buffer.sent(index, chunk)
+    buffer.resumed()
+    assert _drain(buffer) == [b"45", b"67"]
+
+
+def test_a_fresh_upstream_gets_the_patients_audio_but_no_answer_to_a_call_it_never_made():
+    buffer = ReplayBuffer(hold_bytes=100, replay_bytes=100)
+    response = ToolResponse((types.FunctionResponse(id="c1", name="complete_intake", response={}),))
+    buffer.sent(0, b"00")
+    buffer.hold(response)
+    buffer.hold(b"11")
+    buffer.hold(AudioStreamEnd())
+    buffer.started_fresh()
+    assert _drain(buffer) == [b"11", AudioStreamEnd()]
+    turn = ClientTurn((types.Content(role="user", parts=[types.Part(text="hi")]),))
+    buffer.hold_again(turn)
+    assert _drain(buffer) == [turn]
+
+
+async def test_mailbox_events_go_before_input_and_a_full_mailbox_blocks_the_producer():
+    mailbox: SenderMailbox[str, bytes] = SenderMailbox(2)
+    await mailbox.put(b"a")
+    await mailbox.put(b"b")
+    blocked = asyncio.create_task(mailbox.put(b"c"))
+    await asyncio.sleep(0)
+    assert not blocked.done() and mailbox.full()
+    mailbox.post("connected")
+    assert await mailbox.get() == "connected"
+    assert await mailbox.get() == b"a"
+    await asyncio.wait_for(blocked, 1)
+    assert [await mailbox.get(), await mailbox.get()] == [b"b", b"c"]
+
+
+async def test_outbox_messages_never_wait_behind_audio_and_audio_is_bounded_in_bytes():
+    outbox = BrowserOutbox()
+    await outbox.audio(b"\x00" * MAX_AUDIO_BYTES)
+    blocked = asyncio.create_task(outbox.audio(b"\x01\x00"))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    error = ErrorMessage(code="save_failed", message="not saved")
+    outbox.message(error)
+    assert await outbox.get() is error
+    assert len(await outbox.get()) == MAX_AUDIO_BYTES  # type: ignore[arg-type]
+    await asyncio.wait_for(blocked, 1)
+    assert outbox.drop_audio() == 2 and outbox.audio_bytes == 0
+
+
+async def test_a_browser_that_stops_reading_loses_transcript_pieces_never_errors():
+    outbox = BrowserOutbox()
+    error = ErrorMessage(code="save_failed", message="not saved")
+    outbox.message(error)
+    for n in range(2000):
+        outbox.message(TranscriptMessage(role="assistant", text=str(n)))
+    assert await outbox.get() is error

@@ -1,0 +1,120 @@
+"""The two queues between the session's tasks, each with a bound and a policy."""
+
+import asyncio
+import logging
+from collections import deque
+from typing import Generic, TypeVar
+
+from schemas import ServerMessage, TranscriptMessage
+
+logger = logging.getLogger(__name__)
+
+Event = TypeVar("Event")
+Item = TypeVar("Item")
+
+
+class SenderMailbox(Generic[Event, Item]):
+    """Browser input for the upstream sender, plus the link's own events for it.
+
+    Input is bounded by count and a full mailbox blocks the browser reader (backpressure: the
+    socket stops being read and TCP pushes back). Events (a connection up or down, a handle, a
+    tool response) come from the receiver a few at a time; they never wait and go first."""
+
+    def __init__(self, max_items: int) -> None:
+        self._max = max_items
+        self._items: deque[Item] = deque()
+        self._events: deque[Event] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+
+    async def put(self, item: Item) -> None:
+        while len(self._items) >= self._max:
+            self._writable.clear()
+            await self._writable.wait()
+        self._items.append(item)
+        self._readable.set()
+
+    def full(self) -> bool:
+        return len(self._items) >= self._max
+
+    def post(self, event: Event) -> None:
+        self._events.append(event)
+        self._readable.set()
+
+    async def get(self) -> Event | Item:
+        while not (self._events or self._items):
+            self._readable.clear()
+            await self._readable.wait()
+        if self._events:
+            return self._events.popleft()
+        item = self._items.popleft()
+        self._writable.set()
+        return item
+
+
+# About 20 s of the model's 24 kHz PCM16: it arrives faster than real time, so this absorbs a
+# whole reply while the browser plays it; a full lane blocks the upstream reader.
+MAX_AUDIO_BYTES = 20 * 24000 * 2
+# Messages are small and the writer sends them first, so this fills only when the browser stops
+# reading; then the oldest transcript pieces are dropped (the record and errors never are).
+MAX_MESSAGES = 1024
+
+
+class BrowserOutbox:
+    """What goes to the browser: messages never wait behind audio; audio is bounded in bytes."""
+
+    def __init__(self) -> None:
+        self._audio: deque[bytes] = deque()
+        self._audio_bytes = 0
+        self._messages: deque[ServerMessage] = deque()
+        self._readable = asyncio.Event()
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._dropped_pieces = 0
+
+    async def audio(self, data: bytes) -> None:
+        while self._audio_bytes >= MAX_AUDIO_BYTES:
+            self._writable.clear()
+            await self._writable.wait()
+        self._audio.append(data)
+        self._audio_bytes += len(data)
+        self._readable.set()
+
+    def message(self, message: ServerMessage) -> None:
+        if len(self._messages) >= MAX_MESSAGES:
+            self._drop_a_transcript_piece()
+        self._messages.append(message)
+        self._readable.set()
+
+    def _drop_a_transcript_piece(self) -> None:
+        for queued in self._messages:
+            if isinstance(queued, TranscriptMessage):
+                self._messages.remove(queued)
+                if not self._dropped_pieces:
+                    logger.warning("the browser is not reading: dropping transcript pieces")
+                self._dropped_pieces += 1
+                return
+
+    def drop_audio(self) -> int:
+        dropped = self._audio_bytes
+        self._audio.clear()
+        self._audio_bytes = 0
+        self._writable.set()
+        return dropped
+
+    @property
+    def audio_bytes(self) -> int:
+        return self._audio_bytes
+
+    async def get(self) -> bytes | ServerMessage:
+        while not (self._messages or self._audio):
+            self._readable.clear()
+            await self._readable.wait()
+        if self._messages:
+            return self._messages.popleft()
+        data = self._audio.popleft()
+        self._audio_bytes -= len(data)
+        if self._audio_bytes < MAX_AUDIO_BYTES:
+            self._writable.set()
+        return data
