@@ -1,7 +1,9 @@
 """The FastAPI server: HTTP endpoints, the static page, and the /ws relay endpoint."""
 
+import asyncio
 import hmac
 import logging
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from api.auth import staff_name
+from api.intakes import router as intakes_router
 from config import Settings, get_settings
 from gemini_live import IntakeSession, SessionDeps, SessionEnded
 from schemas import ErrorMessage
@@ -30,6 +34,9 @@ from services.gemini_client import (
     close_client,
 )
 from services.session_records import ConversationStore, SessionAudit
+from services.storage.db import SchemaOutdated
+from services.storage.intakes import IntakeStore
+from services.storage.runtime import open_storage
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -93,6 +100,7 @@ class AppState:
     upstream: Upstream
     registry: SessionRegistry
     clients: ClientsFactory
+    records: IntakeStore
 
 
 def create_app(
@@ -105,6 +113,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
         target = resolved.target
         app.state.intake = AppState(
@@ -114,6 +123,7 @@ def create_app(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
             clients=clients or _google_clients(settings, target),
+            records=storage.store,
         )
         logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
         try:
@@ -121,6 +131,7 @@ def create_app(
         finally:
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
             resolved.stop()
+            await storage.close()
 
     app = FastAPI(title="Voice medical intake", version=VERSION, lifespan=lifespan)
     app.add_middleware(
@@ -176,6 +187,8 @@ def create_app(
             "upstream": resolved.target.kind,
             "browser_key_required": resolved.server_key is None,
         }
+
+    app.include_router(intakes_router)
 
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
@@ -239,6 +252,11 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     ):
         await _refuse(
             websocket, ErrorMessage(code="unauthorized", message="A valid access token is required."), 1008
+        )
+        return
+    if staff_name(_presented_token(websocket), settings.STAFF_TOKENS) is not None:
+        await _refuse(
+            websocket, ErrorMessage(code="unauthorized", message="Staff tokens do not open intakes."), 1008
         )
         return
     api_key = websocket.query_params.get("api_key") or app_state.upstream.server_key
@@ -318,6 +336,11 @@ async def _close(websocket: WebSocket, outcome: SessionEnded) -> None:
         pass  # the browser left while we were saying goodbye
 
 
+async def _check_storage(settings: Settings) -> None:
+    storage = await open_storage(settings, purge=False)
+    await storage.close()
+
+
 class IntakeServer(uvicorn.Server):
     """Tells open sessions about a SIGTERM before uvicorn starts closing connections."""
 
@@ -332,6 +355,10 @@ class IntakeServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
+    try:
+        asyncio.run(_check_storage(settings))
+    except SchemaOutdated as exc:
+        sys.exit(f"refusing to start: {exc}")
     app = create_app(settings)
     config = uvicorn.Config(
         app,
