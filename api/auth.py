@@ -4,6 +4,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 
 from config import Settings
@@ -19,15 +20,16 @@ def staff_name(presented: str | None, tokens: dict[str, SecretStr]) -> str | Non
     return found
 
 
-def _bearer(request: Request) -> str | None:
-    # Header only: a token in the query string ends up in access logs and browser history.
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+# Header only: a token in the query string ends up in access logs and browser history.
+_bearer = HTTPBearer(auto_error=False, description="A staff token from STAFF_TOKENS")
 
 
-def require_staff(request: Request) -> str:
+def require_staff(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> str:
     settings: Settings = request.app.state.intake.settings
-    name = staff_name(_bearer(request), settings.STAFF_TOKENS)
+    presented = credentials.credentials if credentials is not None else None
+    name = staff_name(presented, settings.STAFF_TOKENS)
     if name is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
