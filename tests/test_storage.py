@@ -318,3 +318,21 @@ async def test_staff_reads_are_audited_with_the_staff_name(storage):
         ("staff_read", "alice", intake_id, {}),
         ("staff_list", "bob", None, {"ids": [intake_id], "practice": False, "status": None}),
     ]
+
+
+async def test_a_writer_that_stops_on_a_bug_fails_its_callers_and_a_new_writer_works(storage, caplog):
+    writer = StorageWriter(sessionmaker(storage.engine))
+    writer.start()
+
+    async def buggy(_session: object) -> None:
+        raise TypeError(PATIENT_WORDS)
+
+    with caplog.at_level(logging.DEBUG, logger="services.storage"):
+        with pytest.raises(StorageError, match="stopped"):
+            await writer.commit(buggy)
+        await asyncio.sleep(0)  # the done-callback runs on the next loop pass
+        with pytest.raises(StorageError, match="not running"):
+            writer.submit(buggy)
+    await writer.close()
+    assert "storage writer stopped (TypeError)" in caplog.text and PATIENT_WORDS not in caplog.text
+    assert await seed(storage.store)  # the server's own writer goes on

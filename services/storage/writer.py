@@ -49,14 +49,24 @@ class StorageWriter:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="storage-writer")
+        self._task.add_done_callback(self._stopped)
+
+    def _stopped(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        # The type only: a database error's text can quote the row, which holds patient data.
+        logger.error("storage writer stopped (%s); refusing writes", type(error).__name__)
+        while not self._queue.empty():
+            if (job := self._queue.get_nowait()) is not None:
+                job.fail(StorageError("the storage writer stopped"))
 
     async def close(self) -> None:
         """Commits what is queued, then stops."""
-        if self._task is None:
+        task, self._task = self._task, None
+        if task is None or task.done():  # a writer that stopped on its own was logged then
             return
         await self._queue.put(None)
-        await self._task
-        self._task = None
+        await task
 
     async def drained(self) -> None:
         """Returns once the queue is empty and its last batch committed (or refused)."""
@@ -111,7 +121,12 @@ class StorageWriter:
                 else:
                     batch.append(job)
             if batch:
-                await self._commit(batch)
+                try:
+                    await self._commit(batch)
+                except BaseException:
+                    for job in batch:
+                        job.fail(StorageError("the storage writer stopped"))
+                    raise
             for _ in range(len(batch) + stop):
                 self._queue.task_done()
             if stop:
