@@ -49,6 +49,14 @@ async def test_export_writes_each_saved_intake_as_a_private_json_document(
     single = await export.export(settings, tmp_path / "one", intake_id=june)
     assert [p.stem for p in single] == [june]
     assert len(await export.export(settings, tmp_path / "practice", practice=True)) == 1
+    audited = await export.export(settings, tmp_path / "audit", intake_id=may, audit=True)
+    assert [p.name for p in audited] == [f"{may}.json", "audit.jsonl"]
+    events = [json.loads(line) for line in (tmp_path / "audit" / "audit.jsonl").read_text().splitlines()]
+    # The session's own event, then each export of this intake (audited like a staff read).
+    assert events[0]["event"] == "session_start" and events[0]["session_id"] == may
+    assert {e["event"] for e in events[1:]} == {"export"} and all(
+        e["staff"].startswith("export:") for e in events[1:]
+    )
 
 
 def test_export_command_line_parses_days(tmp_path, monkeypatch, capsys):
@@ -62,7 +70,7 @@ def test_export_command_line_parses_days(tmp_path, monkeypatch, capsys):
         )
     finally:
         get_settings.cache_clear()
-    assert "wrote 0 intake(s)" in capsys.readouterr().err
+    assert "wrote 0 file(s)" in capsys.readouterr().err
     assert export._day("2026-01-02") == datetime(2026, 1, 1, tzinfo=UTC) + timedelta(days=1)
 
 

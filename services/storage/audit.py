@@ -21,3 +21,22 @@ async def audit_trail(session: AsyncSession, intake_id: str) -> list[AuditRow]:
         select(AuditRow).where(AuditRow.intake_id == intake_id).order_by(AuditRow.at, AuditRow.id)
     )
     return list(rows)
+
+
+def audit_line(row: AuditRow) -> str:
+    """One event as a line of the JSONL audit export (the format the session logs had)."""
+    record = {"ts": row.at.isoformat(), "session_id": row.intake_id, "staff": row.staff, "event": row.event}
+    return json.dumps({**record, **row.fields})
+
+
+async def audit_events(
+    session: AsyncSession, *, since: datetime | None, until: datetime | None, intake_id: str | None
+) -> list[AuditRow]:
+    query = select(AuditRow)
+    if intake_id is not None:
+        query = query.where(AuditRow.intake_id == intake_id)
+    if since is not None:
+        query = query.where(AuditRow.at >= since)
+    if until is not None:
+        query = query.where(AuditRow.at < until)
+    return list(await session.scalars(query.order_by(AuditRow.at, AuditRow.id)))

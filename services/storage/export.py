@@ -11,6 +11,7 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from config import Settings, get_settings
+from services.storage.audit import audit_events, audit_line
 from services.storage.db import create_engine, prepare_data_dir, sessionmaker
 from services.storage.intakes import IntakeStore
 from services.storage.views import IntakeDetail
@@ -54,6 +55,7 @@ async def export(
     since: datetime | None = None,
     until: datetime | None = None,
     practice: bool = False,
+    audit: bool = False,
 ) -> list[Path]:
     if settings.DATABASE_URL is None:
         prepare_data_dir(settings.DATA_DIR)
@@ -73,6 +75,12 @@ async def export(
             path = out / f"{intake.id}.json"
             await asyncio.to_thread(_write_private, path, json.dumps(document(intake), indent=2))
             written.append(path)
+        if audit:
+            async with sessions() as session:
+                events = await audit_events(session, since=since, until=until, intake_id=intake_id)
+            path = out / "audit.jsonl"
+            await asyncio.to_thread(_write_private, path, "".join(audit_line(e) + "\n" for e in events))
+            written.append(path)
     finally:
         await engine.dispose()
     return written
@@ -84,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--since", type=_day, help="first day (YYYY-MM-DD, UTC) of sessions to export")
     parser.add_argument("--until", type=_day, help="day (YYYY-MM-DD, UTC) after the last one to export")
     parser.add_argument("--practice", action="store_true", help="export practice (simulator) intakes")
+    parser.add_argument("--audit", action="store_true", help="also write the audit events as audit.jsonl")
     parser.add_argument("--out", type=Path, default=Path("./export"), help="directory (default ./export)")
     args = parser.parse_args(argv)
     written = asyncio.run(
@@ -94,9 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             since=args.since,
             until=args.until,
             practice=args.practice,
+            audit=args.audit,
         )
     )
-    print(f"wrote {len(written)} intake(s) to {args.out}", file=sys.stderr)
+    print(f"wrote {len(written)} file(s) to {args.out}", file=sys.stderr)
     return 0
 
 

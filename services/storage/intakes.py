@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas import MedicalIntake
@@ -240,10 +240,6 @@ class IntakeStore:
             ids = list(await session.scalars(query.order_by(IntakeRow.started_at)))
         for found in ids:
             yield await self.get_intake(found, staff=staff, purpose="export")
-
-    async def count(self) -> int:
-        async with self._sessions() as session:
-            return int(await session.scalar(select(func.count()).select_from(IntakeRow)) or 0)
 
 
 def _review(row: IntakeRow) -> ReviewState:
