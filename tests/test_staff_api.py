@@ -2,6 +2,7 @@
 review, FHIR, the audit of who did what, and OpenAPI."""
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -11,7 +12,7 @@ from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
 from config import Settings
-from services.storage.models import AuditRow
+from services.storage.models import AuditRow, IntakeRow, VersionRow
 from tests.fakes import FakeConnector, FakeLiveSession
 from tests.storage_support import scenario_record, seed
 from tests.test_relay import end, receive_until
@@ -246,3 +247,34 @@ def test_openapi_lists_the_staff_endpoints_with_their_schemas(staff_client):
         "application/fhir+json"
         in paths["/api/intakes/{intake_id}/fhir"]["get"]["responses"]["200"]["content"]
     )
+
+
+def test_a_correction_racing_a_saved_version_is_refused_with_409_and_then_goes_through(staff_client):
+    intake_id = seeded(staff_client, "simple_visit")
+    store = staff_client.app.state.intake.records  # type: ignore[attr-defined]
+
+    async def version_underneath(bump: bool) -> None:
+        # What a session's save does, caught half-way: the version row exists, the pointer not yet.
+        async with store._sessions() as session, session.begin():
+            if bump:
+                (await session.get(IntakeRow, intake_id)).latest_version = 2
+            else:
+                session.add(
+                    VersionRow(
+                        intake_id=intake_id,
+                        version=2,
+                        final=True,
+                        record={},
+                        warnings=[],
+                        created_at=datetime.now(UTC),
+                        model="m",
+                    )
+                )
+
+    staff_client.portal.call(version_underneath, False)  # type: ignore[union-attr]
+    body = {"patch": {"medications": []}, "reason": "stopped ibuprofen"}
+    raced = staff_client.patch(f"/api/intakes/{intake_id}", json=body, headers=as_staff())
+    assert raced.status_code == 409 and "send the correction again" in raced.json()["detail"]
+    staff_client.portal.call(version_underneath, True)  # type: ignore[union-attr]
+    again = staff_client.patch(f"/api/intakes/{intake_id}", json=body, headers=as_staff())
+    assert again.status_code == 200 and again.json()["versions"][-1]["version"] == 3

@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Select, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas import MedicalIntake
@@ -171,6 +172,16 @@ class IntakeStore:
     async def correct(
         self, intake_id: str, patch: dict[str, Any], *, staff: str, reason: str
     ) -> IntakeDetail:
+        try:
+            await self._save_correction(intake_id, patch, staff=staff, reason=reason)
+        except (IntegrityError, OperationalError):
+            # The session saved a version, or SQLite's writer held the lock, at that moment.
+            raise StorageError("the record changed at the same moment; send the correction again") from None
+        return await self.get_intake(intake_id, staff=staff, purpose="staff_read_after_correct")
+
+    async def _save_correction(
+        self, intake_id: str, patch: dict[str, Any], *, staff: str, reason: str
+    ) -> None:
         async with self._sessions() as session, session.begin():
             row = await session.get(IntakeRow, intake_id, with_for_update=True)
             if row is None:
@@ -205,7 +216,6 @@ class IntakeStore:
             session.add(
                 audit_row("staff_correct", intake_id=intake_id, staff=staff, version=version, reason=reason)
             )
-        return await self.get_intake(intake_id, staff=staff, purpose="staff_read_after_correct")
 
     async def review(self, intake_id: str, *, staff: str) -> ReviewState:
         async with self._sessions() as session, session.begin():
