@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
@@ -82,13 +82,6 @@ class Settings(BaseSettings):
     GREETING_STYLE: Literal["warm", "professional", "friendly"] = "warm"
     VOICE_MODEL: str = "Puck"
 
-    SAVE_CONVERSATIONS: bool = True
-    CONVERSATION_STORAGE_PATH: Path = Path("./conversations")
-    ENABLE_SESSION_LOGS: bool = True
-    SESSION_LOG_PATH: Path = Path("./session_logs")
-    # The audit log records events without their content unless this is on.
-    AUDIT_LOG_CONTENT: bool = False
-
     ACCESS_TOKEN: SecretStr | None = None
     MAX_SESSIONS: int = Field(50, ge=1)
     MAX_SESSIONS_PER_CLIENT: int = Field(5, ge=1)
@@ -109,7 +102,17 @@ class Settings(BaseSettings):
     END_GRACE_SECONDS: float = Field(8.0, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(10.0, ge=0)
 
-    @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", mode="before")
+    # Storage and the staff API (issue 10).
+    DATA_DIR: Path = Path("./data")
+    # Unset: SQLite at DATA_DIR/intake.db; postgresql+asyncpg://user@host/db for PostgreSQL.
+    DATABASE_URL: SecretStr | None = None
+    DB_AUTO_MIGRATE: bool = True
+    # "name:token" pairs, comma-separated; each name is recorded in the audit of what it read or changed.
+    STAFF_TOKENS: Annotated[dict[str, SecretStr], NoDecode] = {}
+    RETENTION_DAYS: int = Field(30, ge=1)
+    PURGE_INTERVAL_SECONDS: float = Field(3600.0, gt=0)
+
+    @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():
@@ -174,6 +177,46 @@ class Settings(BaseSettings):
             if voice.lower() == value.lower():
                 return voice
         raise ValueError(f"unknown voice {value!r}; choose one of {', '.join(sorted(KNOWN_VOICES))}")
+
+    @field_validator("STAFF_TOKENS", mode="before")
+    @classmethod
+    def _split_staff_tokens(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        tokens: dict[str, str] = {}
+        for pair in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, token = pair.partition(":")
+            if not sep or not name.strip():
+                raise ValueError("each entry must be name:token")
+            if name.strip() in tokens:
+                raise ValueError(f"staff name {name.strip()!r} appears twice")
+            tokens[name.strip()] = token.strip()
+        return tokens
+
+    @field_validator("STAFF_TOKENS")
+    @classmethod
+    def _strong_staff_tokens(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        secrets = [token.get_secret_value() for token in value.values()]
+        if any(len(secret) < 16 for secret in secrets):
+            raise ValueError("each staff token must be at least 16 characters")
+        if len(set(secrets)) != len(secrets):
+            raise ValueError("two staff members share a token")
+        return value
+
+    @model_validator(mode="after")
+    def _patient_and_staff_tokens_differ(self) -> "Settings":
+        if self.ACCESS_TOKEN is not None and any(
+            token.get_secret_value() == self.ACCESS_TOKEN.get_secret_value()
+            for token in self.STAFF_TOKENS.values()
+        ):
+            raise ValueError("ACCESS_TOKEN must differ from every staff token")
+        return self
+
+    @property
+    def database_url(self) -> str:
+        if self.DATABASE_URL is not None:
+            return self.DATABASE_URL.get_secret_value()
+        return f"sqlite+aiosqlite:///{self.DATA_DIR / 'intake.db'}"
 
     @property
     def uses_simulator(self) -> bool:

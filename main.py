@@ -1,5 +1,6 @@
 """The FastAPI server: HTTP endpoints, the static page, and the /ws relay endpoint."""
 
+import asyncio
 import hmac
 import logging
 import sys
@@ -18,6 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
+from api.auth import staff_name
+from api.intakes import router as intakes_router
 from config import Settings, get_settings
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
@@ -30,7 +33,9 @@ from services.gemini_client import (
     UpstreamTarget,
     close_client,
 )
-from services.session_records import FileRecords, RecordWriter, private_dir
+from services.storage.db import SchemaOutdated
+from services.storage.intakes import IntakeStore
+from services.storage.runtime import open_storage
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -94,27 +99,8 @@ class AppState:
     upstream: Upstream
     registry: SessionRegistry
     clients: ClientsFactory
-    writer: RecordWriter
+    records: IntakeStore
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
-
-
-def storage_problems(settings: Settings) -> list[str]:
-    """One line per storage setting whose directory cannot be created or written."""
-    problems = []
-    for name, enabled, path in (
-        ("CONVERSATION_STORAGE_PATH", settings.SAVE_CONVERSATIONS, settings.CONVERSATION_STORAGE_PATH),
-        ("SESSION_LOG_PATH", settings.ENABLE_SESSION_LOGS, settings.SESSION_LOG_PATH),
-    ):
-        if not enabled:
-            continue
-        try:
-            private_dir(path)
-            probe = path / ".write-check"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            problems.append(f"{name}: cannot write to {path} ({exc.strerror})")
-    return problems
 
 
 def create_app(
@@ -127,12 +113,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if problems := storage_problems(settings):
-            raise RuntimeError("; ".join(problems))
+        storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
         target = resolved.target
-        writer = RecordWriter()
-        writer.start()
         app.state.intake = AppState(
             settings=settings,
             upstream=resolved,
@@ -140,15 +123,15 @@ def create_app(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
             clients=clients or _google_clients(settings, target),
-            writer=writer,
+            records=storage.store,
         )
         logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
         try:
             yield
         finally:
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
-            await writer.stop()
             resolved.stop()
+            await storage.close()
 
     app = FastAPI(title="Voice medical intake", version=VERSION, lifespan=lifespan)
     app.add_middleware(
@@ -206,6 +189,8 @@ def create_app(
             "upstream": resolved.target.kind,
             "browser_key_required": resolved.server_key is None,
         }
+
+    app.include_router(intakes_router)
 
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
@@ -269,6 +254,11 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     ):
         await _refuse(
             websocket, ErrorMessage(code="unauthorized", message="A valid access token is required."), 1008
+        )
+        return
+    if staff_name(_presented_token(websocket), settings.STAFF_TOKENS) is not None:
+        await _refuse(
+            websocket, ErrorMessage(code="unauthorized", message="Staff tokens do not open intakes."), 1008
         )
         return
     api_key = websocket.query_params.get("api_key") or app_state.upstream.server_key
@@ -338,13 +328,7 @@ def _session_deps(app_state: AppState, api_key: str, session_id: str, client: st
         extractor=clients.extractor,
         release=clients.release,
         upstream_kind=app_state.upstream.target.kind,
-        records=FileRecords(
-            app_state.writer,
-            session_id,
-            audit_dir=settings.SESSION_LOG_PATH if settings.ENABLE_SESSION_LOGS else None,
-            conversation_dir=settings.CONVERSATION_STORAGE_PATH if settings.SAVE_CONVERSATIONS else None,
-            with_content=settings.AUDIT_LOG_CONTENT,
-        ),
+        records=app_state.records.for_session(session_id),
         health=app_state.health,
         session_id=session_id,
         client=client,
@@ -364,6 +348,11 @@ async def _close(websocket: WebSocket, outcome: SessionEnded) -> None:
         pass  # the browser left while we were saying goodbye
 
 
+async def _check_storage(settings: Settings) -> None:
+    storage = await open_storage(settings, purge=False)
+    await storage.close()
+
+
 class IntakeServer(uvicorn.Server):
     """Tells open sessions about a SIGTERM before uvicorn starts closing connections."""
 
@@ -378,10 +367,10 @@ class IntakeServer(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
-    if problems := storage_problems(settings):
-        for line in problems:
-            print(line, file=sys.stderr)
-        raise SystemExit(2)
+    try:
+        asyncio.run(_check_storage(settings))
+    except SchemaOutdated as exc:
+        sys.exit(f"refusing to start: {exc}")
     app = create_app(settings)
     config = uvicorn.Config(
         app,

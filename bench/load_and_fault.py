@@ -138,8 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="intake-bench-") as tmp:
         settings = Settings(
             _env_file=None,  # type: ignore[call-arg]
-            CONVERSATION_STORAGE_PATH=Path(tmp) / "conversations",
-            SESSION_LOG_PATH=Path(tmp) / "session_logs",
+            DATA_DIR=Path(tmp) / "data",
             MAX_SESSIONS=args.patients,
             MAX_SESSIONS_PER_CLIENT=args.patients,
         )

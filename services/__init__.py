@@ -1,1 +1,2 @@
-"""Record storage, patient notifications and insurance checks behind pluggable interfaces."""
+"""What the session and the API talk to: the Gemini client and Live config, extraction, storage, FHIR
+export, notifications (and, until they move into gemini_live/, some of the session's own parts)."""

@@ -1,5 +1,5 @@
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ os.environ.pop("GEMINI_API_KEY", None)
 from config import Settings  # noqa: E402
 from main import SessionClients, Upstream, create_app  # noqa: E402
 from services.gemini_client import UpstreamTarget  # noqa: E402
+from tests import storage_support  # noqa: E402
 from tests.fakes import FakeConnector, FakeExtractor  # noqa: E402
 
 
@@ -18,8 +19,7 @@ from tests.fakes import FakeConnector, FakeExtractor  # noqa: E402
 def settings(tmp_path: Path) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
-        CONVERSATION_STORAGE_PATH=tmp_path / "conversations",
-        SESSION_LOG_PATH=tmp_path / "session_logs",
+        DATA_DIR=tmp_path / "data",
         IDLE_TIMEOUT_SECONDS=30,
     )
 
@@ -45,3 +45,8 @@ def make_app(settings: Settings) -> AppFactory:
         )
 
     return build
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from storage_support.database(request.param, tmp_path)

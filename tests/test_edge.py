@@ -2,7 +2,6 @@
 graceful shutdown, and the simulator's tool-cancellation and bad-extraction faults."""
 
 import asyncio
-import json
 import os
 import signal
 import socket
@@ -21,12 +20,13 @@ from starlette.websockets import WebSocketDisconnect
 
 from bench.patient import BrowserClient, converse, open_browser
 from config import Settings
+from services.storage.runtime import open_storage
 from simulator import RunningSimulator, load_scenario
 from simulator.speech import patient_audio
-from tests.fakes import FakeConnector, FakeExtractor, FakeLiveSession
+from tests.fakes import FakeConnector, FakeLiveSession
 from tests.live_support import LiveServer, live_server
 from tests.sim_support import running_simulator
-from tests.test_relay import CHUNK, RECORD, conversation, end, open_ready, receive_until
+from tests.test_relay import end, open_ready, receive_until
 
 ROOT = Path(__file__).resolve().parent.parent
 FOREIGN = "https://evil.example"
@@ -138,6 +138,7 @@ def test_per_client_limit_refuses_a_second_session_from_the_same_address_only(ma
         assert closed.value.code == 1013
         # Another address shares the app (and its registry) but not the first one's quota.
         other = TestClient(app, client=("10.0.0.2", 5000))
+        other.portal = same.portal  # the same event loop as the app's lifespan and its database
         ws2, session2 = open_ready(other)
         assert same.get("/health").json()["open_sessions"] == 2
         assert end(ws2, session2) == 1000
@@ -158,27 +159,6 @@ def test_idle_session_ends_with_idle_timeout(make_app, settings):
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("with_content", [False, True])
-def test_audit_log_has_content_only_when_configured(make_app, settings, with_content):
-    app_settings = with_settings(settings, AUDIT_LOG_CONTENT=with_content)
-    app = make_app(FakeConnector(conversation()), FakeExtractor(RECORD), app_settings=app_settings)
-    with TestClient(app) as client:
-        ws, session = open_ready(client)
-        session.send_bytes(CHUNK)
-        receive_until(session, "turn_complete")
-        session.send_bytes(CHUNK)
-        receive_until(session, "intake_complete")
-        end(ws, session)
-    (log,) = settings.SESSION_LOG_PATH.glob("*.jsonl")
-    turns = [event for event in map(json.loads, log.read_text().splitlines()) if event["event"] == "turn"]
-    assert [t["role"] for t in turns][:3] == ["patient", "assistant", "patient"]
-    if with_content:
-        assert turns[0]["text"] == "I have a headache."
-    else:
-        assert all(set(t) == {"ts", "session_id", "event", "index", "role", "interrupted", "chars"} for t in turns)
-        assert "headache" not in log.read_text()
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -191,15 +171,14 @@ class ServerProcess:
 
     def __init__(self, tmp_path: Path, **env: str) -> None:
         self.port = free_port()
-        self.conversations = tmp_path / "conversations"
+        self.data = tmp_path / "data"
         self.output = tmp_path / "server.log"
         environ = {k: v for k, v in os.environ.items() if k != "GEMINI_API_KEY"}
         environ.update(
             UPSTREAM="simulator",
             SIMULATOR_TIME_SCALE="0.05",
             PORT=str(self.port),
-            CONVERSATION_STORAGE_PATH=str(self.conversations),
-            SESSION_LOG_PATH=str(tmp_path / "session_logs"),
+            DATA_DIR=str(self.data),
             PYTHONUNBUFFERED="1",
             **env,
         )
@@ -296,11 +275,15 @@ async def test_sigterm_tells_the_browser_saves_the_conversation_and_exits_cleanl
     assert returncode in (0, -signal.SIGTERM), server.text()
     assert server.text().rstrip().endswith(f"Finished server process [{server.process.pid}]")
     assert "Application shutdown complete." in server.text()
-    (saved,) = server.conversations.glob("*.json")
-    assert stat.S_IMODE(saved.stat().st_mode) == 0o600
-    document = json.loads(saved.read_text())
-    assert document["intake_completed"] is False
-    assert document["conversation"][0]["role"] == "assistant"
+    database = server.data / "intake.db"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    storage = await open_storage(Settings(_env_file=None, DATA_DIR=server.data), purge=False)  # type: ignore[call-arg]
+    try:
+        detail = await storage.store.get_intake(client.of_type("status")[0]["session_id"], staff="test")
+    finally:
+        await storage.close()
+    assert (detail.status, detail.end_reason) == ("incomplete", "server_shutdown")
+    assert detail.transcript[0].role == "assistant"
 
 
 @pytest.fixture(scope="module")
@@ -354,8 +337,11 @@ async def test_cancelled_tool_call_gets_no_intake_complete_and_the_retry_does(li
 
     (record,) = sim.stats()["sessions"]
     assert len(record["tool_call_ids"]) == 2 and record["cancelled_call_ids"] == record["tool_call_ids"][:1]
-    (log,) = settings.SESSION_LOG_PATH.glob("*.jsonl")
-    events = [json.loads(line) for line in log.read_text().splitlines()]
+    storage = await open_storage(settings, purge=False)
+    try:
+        events = await storage.store.audit(client.of_type("status")[0]["session_id"])
+    finally:
+        await storage.close()
     cancelled = [e for e in events if e["event"] == "tool_call_cancelled"]
     assert cancelled and cancelled[0]["ids"] == record["tool_call_ids"][:1]
     assert [e["ok"] for e in events if e["event"] == "extraction"] == [True]

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import stat
 from typing import Any
 
 import pytest
@@ -337,30 +336,35 @@ def test_live_extraction_fills_the_record_while_the_patient_talks(make_app):
     assert len(extractor.calls[0]) == 4 and len(extractor.calls[-1]) == 7
 
 
-def test_saved_conversation_and_audit_log_are_owner_only_and_audit_has_no_content(make_app, settings):
+def stored(client: TestClient, session_id: str) -> tuple[Any, list[dict[str, Any]]]:
+    """The intake as the staff API reads it, and its audit trail, from the app's own database."""
+    store = client.app.state.intake.records  # type: ignore[attr-defined]
+    events = client.portal.call(store.audit, session_id)
+    detail = client.portal.call(lambda: store.get_intake(session_id, staff="test"))
+    return detail, events
+
+
+def test_the_record_is_in_the_database_before_intake_complete_and_the_audit_has_no_content(make_app):
     upstream = conversation()
     with TestClient(make_app(FakeConnector(upstream), FakeExtractor(RECORD))) as client:
         ws, session = open_ready(client)
+        session_id = receive_until(session, "status")[-1]["session_id"]
         session.send_bytes(CHUNK)
         receive_until(session, "turn_complete")
         session.send_bytes(CHUNK)
         receive_until(session, "intake_complete")
+        # Read while the session is still open: announced means already committed.
+        detail, _ = stored(client, session_id)
+        assert detail.versions[-1].final and detail.record == RECORD
         end(ws, session)
-    saved = list(settings.CONVERSATION_STORAGE_PATH.glob("*.json"))
-    logs = list(settings.SESSION_LOG_PATH.glob("*.jsonl"))
-    assert len(saved) == 1 and len(logs) == 1
-    for path in saved + logs:
-        assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(settings.CONVERSATION_STORAGE_PATH.stat().st_mode) == 0o700
-    document = json.loads(saved[0].read_text())
-    assert document["intake_completed"] is True
-    assert MedicalIntake.model_validate(document["record"]) == RECORD
-    assert document["conversation"][0] == {"role": "patient", "text": "I have a headache."}
-    audit = logs[0].read_text()
-    events = [json.loads(line)["event"] for line in audit.splitlines()]
-    assert events[0] == "session_start" and events[-1] == "session_end"
-    assert {"turn", "function_call", "extraction", "record_saved"} <= set(events)
-    assert "headache" not in audit and "Lisinopril" not in audit and "Test Patient" not in audit
+        detail, events = stored(client, session_id)
+    assert detail.status == "completed" and detail.end_reason == "end_session"
+    assert [(t.role, t.text) for t in detail.transcript][0] == ("patient", "I have a headache.")
+    names = [event["event"] for event in events]
+    assert names[0] == "session_start" and names[-1] == "session_end"
+    assert {"function_call", "extraction", "intake_outcome", "upstream_connected"} <= set(names)
+    text = json.dumps(events)
+    assert "headache" not in text and "Lisinopril" not in text and "Test Patient" not in text
 
 
 def test_no_api_key_anywhere_is_refused_with_a_clear_error(make_app):

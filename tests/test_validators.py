@@ -20,7 +20,6 @@ from utils.validators import (
     validate_date_of_birth,
     validate_email,
     validate_medication_name,
-    validate_member_id,
     validate_phone,
     validate_symptom_severity,
 )
@@ -300,37 +299,6 @@ def test_symptom_severity_is_extracted(raw: str, expected: str) -> None:
 )
 def test_symptom_severity_out_of_scale_is_rejected(raw: str | None, message: str) -> None:
     result = validate_symptom_severity(raw)
-    assert not result.ok
-    assert result.error is not None and message in result.error
-
-
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [
-        ("abc123", "ABC123"),
-        ("ABC-123-456", "ABC123456"),
-        (" w12 345 678 ", "W12345678"),
-        ("A" * 20, "A" * 20),
-    ],
-)
-def test_member_ids_are_compacted_and_uppercased(raw: str, expected: str) -> None:
-    assert validate_member_id(raw).value == expected
-
-
-@pytest.mark.parametrize(
-    ("raw", "message"),
-    [
-        (None, "empty"),
-        (" - ", "empty"),
-        ("ABC12", "6-20"),
-        ("A" * 21, "6-20"),
-        ("ABC#123", "only letters and digits"),
-        ("ABC_123", "only letters and digits"),
-        ("ABC١٢٣456", "only letters and digits"),
-    ],
-)
-def test_member_ids_rejected(raw: str | None, message: str) -> None:
-    result = validate_member_id(raw)
     assert not result.ok
     assert result.error is not None and message in result.error
 

@@ -196,20 +196,6 @@ def validate_symptom_severity(raw: str | None) -> Validation:
     return _valid(str(level))
 
 
-_MEMBER_ID = re.compile(r"[A-Za-z0-9]{6,20}")
-
-
-def validate_member_id(raw: str | None) -> Validation:
-    cleaned = re.sub(r"[\s-]+", "", raw or "")
-    if not cleaned:
-        return _invalid("member ID is empty")
-    if not cleaned.isascii() or not cleaned.isalnum():
-        return _invalid("member ID may contain only letters and digits")
-    if not _MEMBER_ID.fullmatch(cleaned):
-        return _invalid("member ID must be 6-20 letters and digits")
-    return _valid(cleaned.upper())
-
-
 def missing_sections(record: MedicalIntake) -> list[str]:
     missing = []
     info = record.patient_info

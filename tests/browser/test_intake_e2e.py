@@ -79,8 +79,7 @@ async def intake_server(scenario: str, log: Path) -> AsyncIterator[str]:
         "UPSTREAM": "simulator",
         "SIMULATOR_SCENARIO": scenario,
         "SIMULATOR_TIME_SCALE": str(TIME_SCALE),
-        "SAVE_CONVERSATIONS": "false",
-        "ENABLE_SESSION_LOGS": "false",
+        "DATA_DIR": str(log.parent / "data"),
     }
     env.pop("GEMINI_API_KEY", None)
     base = f"http://127.0.0.1:{port}"

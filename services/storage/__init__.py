@@ -1,0 +1,1 @@
+"""Intake records that last: the database, the store the session and the staff API use, retention."""
