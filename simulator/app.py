@@ -26,7 +26,10 @@ API_VERSIONS = ("v1", "v1beta", "v1alpha")
 LIVE_METHODS = ("BidiGenerateContent", "BidiGenerateContentConstrained")
 
 
-def create_app(hub: SimulatorHub) -> Starlette:
+def create_app(hub: SimulatorHub, *, controls: bool = False) -> Starlette:
+    """`controls` adds `/_stats`, `/_reset` and `/_defaults`: only for a simulator running on its
+    own (`python -m simulator`); a server that embeds it must not expose them."""
+
     async def live(websocket: WebSocket) -> None:
         await serve_live(websocket, hub)
 
@@ -61,7 +64,7 @@ def create_app(hub: SimulatorHub) -> Starlette:
         )
         if rejected:
             return _error(400, "INVALID_ARGUMENT", API_KEY_INVALID, reason="API_KEY_INVALID")
-        return JSONResponse(generate_response(body, scenario, model, malformed=options.bad_extraction))
+        return JSONResponse(generate_response(body, model, malformed=options.bad_extraction))
 
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(hub.stats.snapshot())
@@ -91,12 +94,13 @@ def create_app(hub: SimulatorHub) -> Starlette:
         for version in API_VERSIONS
         for method in LIVE_METHODS
     ]
-    routes += [
-        Route("/{version}/models/{model}:generateContent", generate_content, methods=["POST"]),
-        Route("/_stats", stats, methods=["GET"]),
-        Route("/_reset", reset, methods=["POST"]),
-        Route("/_defaults", defaults, methods=["GET", "POST"]),
-    ]
+    routes.append(Route("/{version}/models/{model}:generateContent", generate_content, methods=["POST"]))
+    if controls:
+        routes += [
+            Route("/_stats", stats, methods=["GET"]),
+            Route("/_reset", reset, methods=["POST"]),
+            Route("/_defaults", defaults, methods=["GET", "POST"]),
+        ]
     return Starlette(routes=routes)
 
 
