@@ -15,6 +15,7 @@ from simulator.extraction import (
     generate_response,
     request_text,
     response_schema,
+    thinking_level,
 )
 from simulator.hub import SimulatorHub
 from simulator.live import serve_live
@@ -23,6 +24,7 @@ from simulator.scenarios import UnknownScenario
 from simulator.stats import GenerateStats
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
+MODEL_OVERLOADED = "The model is overloaded. Please try again later."
 LIVE_METHODS = ("BidiGenerateContent", "BidiGenerateContentConstrained")
 
 
@@ -51,6 +53,7 @@ def create_app(hub: SimulatorHub, *, controls: bool = False) -> Starlette:
         scenario, matched_by = hub.scenario_for_extraction(api_key, choice, request_text(body))
         options = hub.options_for(scenario, choice)
         rejected = choice.denied or options.reject_key
+        unavailable = not rejected and hub.take_unavailable(api_key, options.unavailable_extractions)
         schema_field, _ = response_schema(body)
         hub.stats.generate_requests.append(
             GenerateStats(
@@ -60,10 +63,14 @@ def create_app(hub: SimulatorHub, *, controls: bool = False) -> Starlette:
                 schema_field=schema_field,
                 bad_extraction=options.bad_extraction,
                 rejected=rejected,
+                unavailable=unavailable,
+                thinking_level=thinking_level(body),
             )
         )
         if rejected:
             return _error(400, "INVALID_ARGUMENT", API_KEY_INVALID, reason="API_KEY_INVALID")
+        if unavailable:
+            return _error(503, "UNAVAILABLE", MODEL_OVERLOADED)
         return JSONResponse(generate_response(body, model, malformed=options.bad_extraction))
 
     async def stats(request: Request) -> JSONResponse:

@@ -38,6 +38,16 @@ def response_schema(body: JsonObject) -> tuple[str | None, JsonObject | None]:
     return None, None
 
 
+def thinking_level(body: JsonObject) -> str | None:
+    config = body.get("generationConfig") or {}
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    # The SDK sends the inner keys in snake_case.
+    level = (
+        thinking.get("thinking_level", thinking.get("thinkingLevel")) if isinstance(thinking, dict) else None
+    )
+    return level if isinstance(level, str) else None
+
+
 def shape_to_schema(value: Any, schema: JsonObject, defs: JsonObject | None = None) -> Any:
     """Drops the keys the schema has no property for, recursively."""
     defs = defs if defs is not None else _definitions(schema)

@@ -65,10 +65,10 @@ def refusal(setup: Setup, model: LiveModel) -> str | None:
             return _unsupported("generation_config.thinking_config", where)
         modalities = generation.response_modalities or []
         if any(modality != "AUDIO" for modality in modalities):
-            return f"Invalid argument: {where} supports only the AUDIO response modality."
+            return f"{where} supports only the AUDIO response modality."
     if setup.proactivity is not None and setup.proactivity.proactive_audio is False:
         if not model.proactivity_off_allowed:
-            return f"Invalid argument: proactive audio is always on for {where} and cannot be disabled."
+            return f"Proactive audio is always on for {where} and cannot be disabled."
     transcription = setup.input_audio_transcription
     if transcription is not None and transcription.custom_vocabulary and not model.custom_vocabulary:
         return _unsupported("input_audio_transcription.custom_vocabulary", where)
@@ -78,4 +78,5 @@ def refusal(setup: Setup, model: LiveModel) -> str | None:
 
 
 def _unsupported(field: str, where: str) -> str:
-    return f"Invalid argument: setup.{field} is not supported by {where}."
+    # Short enough for a close frame's 123 bytes with the longest model name.
+    return f"{field} is not supported by {where}."

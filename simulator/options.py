@@ -25,6 +25,8 @@ class SessionOptions(BaseModel):
     freeze_after_interrupt: bool = False
     freeze_on_turn: int | None = Field(None, ge=1)
     ignore_nudge: bool = False
+    # generateContent answers 503 UNAVAILABLE this many times per key before it succeeds.
+    unavailable_extractions: int = Field(0, ge=0, le=100)
     # The patient's input transcription follows the function call it led to.
     late_transcription: bool = False
 

@@ -156,11 +156,11 @@ def derive_record(text: str) -> JsonObject:
 def _read_line(record: _Record, line: str, *, after_allergy_question: bool) -> None:
     if (match := _NAME.search(line)) is not None:
         record.name = match.group(1)
-    if _NO_ALLERGIES.search(line) or (after_allergy_question and _BARE_NONE.match(line)):
+    no_allergies = bool(_NO_ALLERGIES.search(line))
+    if no_allergies or (after_allergy_question and _BARE_NONE.match(line)):
         record.allergies_reviewed = True
-        return
     found_reactions = _found(REACTIONS, line)
-    if _ALLERGY_CUE.search(line) or found_reactions:
+    if not no_allergies and (_ALLERGY_CUE.search(line) or found_reactions):
         _read_allergies(record, line, found_reactions)
         return
     for condition in _found(CONDITIONS, line):

@@ -58,6 +58,8 @@ class GenerateStats:
     schema_field: str | None
     bad_extraction: bool
     rejected: bool
+    unavailable: bool = False
+    thinking_level: str | None = None
 
 
 # A long-running simulator keeps the most recent entries only; a test run reads far fewer.

@@ -101,8 +101,10 @@ async def collect_turn(
     *,
     answer_tool_calls: bool = True,
     on_audio: Callable[[], Awaitable[None]] | None = None,
+    respond: Callable[[types.FunctionCall], types.FunctionResponse] | None = None,
 ) -> TurnLog:
-    """Reads until turnComplete, answering complete_intake, calling `on_audio` at first audio."""
+    """Reads until turnComplete, answering complete_intake (with `respond`'s answer if given),
+    calling `on_audio` at first audio."""
     log = TurnLog()
     async for message in session.receive():
         content = message.server_content
@@ -144,11 +146,12 @@ async def collect_turn(
             log.tool_calls.extend(message.tool_call.function_calls)
             if answer_tool_calls:
                 call = message.tool_call.function_calls[0]
-                await session.send_tool_response(
-                    function_responses=[
-                        types.FunctionResponse(id=call.id, name=call.name, response={"status": "saved"})
-                    ]
+                answer = (
+                    respond(call)
+                    if respond is not None
+                    else types.FunctionResponse(id=call.id, name=call.name, response={"status": "saved"})
                 )
+                await session.send_tool_response(function_responses=[answer])
         if message.tool_call_cancellation is not None:
             log.events.append("tool_call_cancellation")
             log.cancelled_ids.extend(message.tool_call_cancellation.ids or [])
