@@ -8,7 +8,7 @@ functions blocking and take no vocabulary.
 """
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from google.genai import types
@@ -71,7 +71,15 @@ VERTEX_2_5_NATIVE_AUDIO = LiveModelProfile(
     proactivity_configurable=True,
 )
 
-LIVE_MODELS = {p.name: p for p in (GEMINI_3_8_LIVE, GEMINI_2_5_NATIVE_AUDIO, VERTEX_2_5_NATIVE_AUDIO)}
+LIVE_MODELS = {
+    p.name: p
+    for p in (
+        GEMINI_3_8_LIVE,
+        GEMINI_2_5_NATIVE_AUDIO,
+        replace(GEMINI_2_5_NATIVE_AUDIO, name="gemini-2.5-flash-native-audio-preview-09-2025"),
+        VERTEX_2_5_NATIVE_AUDIO,
+    )
+}
 
 
 def live_profile(model: str) -> LiveModelProfile:

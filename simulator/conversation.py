@@ -150,6 +150,7 @@ class Conversation:
                 raise _PeerGone(gone.code) from gone
 
     def sync_record(self) -> None:
+        self._record.frozen = self._held is not None
         self._record.script_position = self._agent.state.position
         self._record.phase = self._agent.state.phase.value
 
@@ -269,6 +270,7 @@ class Conversation:
             return actions
         self._record.freezes += 1
         self._held = [a for a in actions if not isinstance(a, Transcribe)]
+        self._record.frozen = True
         return [a for a in actions if isinstance(a, Transcribe)]
 
     def _on_start_request(self, typed: str) -> list[Action]:
@@ -282,12 +284,8 @@ class Conversation:
         return held
 
     async def _perform(self, actions: list[Action]) -> None:
-        if self._options.late_transcription and any(isinstance(a, CallTool) for a in actions):
-            # Google does not order transcription against the model's turn: the patient's
-            # words may arrive after the function call they led to.
-            actions = [a for a in actions if not isinstance(a, Transcribe)] + [
-                a for a in actions if isinstance(a, Transcribe)
-            ]
+        if self._options.late_transcription:
+            actions = transcription_after_call(actions)
         for index, action in enumerate(actions):
             match action:
                 case Transcribe(text=text):
@@ -379,6 +377,18 @@ class Conversation:
 
     def _count(self, kind: str) -> None:
         self._hub.stats.messages_received[kind] += 1
+
+
+def transcription_after_call(actions: list[Action]) -> list[Action]:
+    """Google does not order transcription against the model's turn: the patient's words may
+    arrive after the function call they led to (and before anything the model says next)."""
+    calls = [i for i, action in enumerate(actions) if isinstance(action, CallTool)]
+    if not calls:
+        return actions
+    words = [a for a in actions if isinstance(a, Transcribe)]
+    rest = [a for a in actions if not isinstance(a, Transcribe)]
+    at = rest.index(actions[calls[0]]) + 1
+    return rest[:at] + words + rest[at:]
 
 
 def split_pieces(text: str, count: int, *, spread: bool = False) -> list[str]:

@@ -30,6 +30,7 @@ class SessionStats:
     tool_response_ids: list[str] = field(default_factory=list)
     tool_response_scheduling: list[str] = field(default_factory=list)
     freezes: int = 0
+    frozen: bool = False
     nudges: int = 0
     go_away_sent: bool = False
     dropped: bool = False
