@@ -385,8 +385,8 @@ def transcription_after_call(actions: list[Action]) -> list[Action]:
     calls = [i for i, action in enumerate(actions) if isinstance(action, CallTool)]
     if not calls:
         return actions
-    words = [a for a in actions if isinstance(a, Transcribe)]
-    rest = [a for a in actions if not isinstance(a, Transcribe)]
+    words: list[Action] = [a for a in actions if isinstance(a, Transcribe)]
+    rest: list[Action] = [a for a in actions if not isinstance(a, Transcribe)]
     at = rest.index(actions[calls[0]]) + 1
     return rest[:at] + words + rest[at:]
 
