@@ -9,8 +9,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-DEFAULT_LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
-DEFAULT_EXTRACTION_MODEL = "gemini-2.5-flash"
+DEFAULT_LIVE_MODEL = "gemini-3.8-live"
+DEFAULT_EXTRACTION_MODEL = "gemini-3.8-flash"
 
 # The prebuilt voices the Live API's native-audio models accept (Chirp 3 HD set).
 KNOWN_VOICES = frozenset(
@@ -111,6 +111,17 @@ class Settings(BaseSettings):
     STAFF_TOKENS: Annotated[dict[str, SecretStr], NoDecode] = {}
     RETENTION_DAYS: int = Field(30, ge=1)
     PURGE_INTERVAL_SECONDS: float = Field(3600.0, gt=0)
+
+    # Models: terms (e.g. the clinic's common medication names) that bias the patient's
+    # transcription, sent where the Live model takes a custom vocabulary. Comma-separated.
+    TRANSCRIPTION_VOCABULARY: Annotated[list[str], NoDecode] = []
+
+    @field_validator("TRANSCRIPTION_VOCABULARY", mode="before")
+    @classmethod
+    def _split_vocabulary(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [term.strip() for term in value.split(",") if term.strip()]
+        return value
 
     @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", mode="before")
     @classmethod

@@ -66,6 +66,10 @@ class MedicalIntake(BaseModel):
     present_illness: PresentIllness | None = None
     medications: list[Medication] = Field(default_factory=list)
     allergies: list[Allergy] = Field(default_factory=list)
+    # Tells "reviewed, none" (True, no allergies) from "never asked" (False).
+    allergies_reviewed: bool = Field(
+        False, description="True once the patient has answered about allergies, including 'none'"
+    )
     past_medical_history: PastMedicalHistory | None = None
     family_history: FamilyHistory | None = None
     social_history: SocialHistory | None = None

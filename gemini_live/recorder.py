@@ -11,21 +11,12 @@ from gemini_live.records import IntakeStatus, SessionRecords, StorageError
 from gemini_live.transcript import ConversationLog
 from schemas import ErrorMessage, ExtractedDataMessage, IntakeCompleteMessage, MedicalIntake, ServerMessage
 from services.extraction import ExtractionError, Extractor
+from utils.validators import missing_sections
 
 logger = logging.getLogger(__name__)
 
 Outcome = dict[str, Any]
 SAVE_ATTEMPTS = 3
-
-
-def missing_sections(record: MedicalIntake) -> list[str]:
-    """What the clinic cannot do without; the model is sent back to ask for these."""
-    missing = []
-    if record.patient_info is None or not record.patient_info.name:
-        missing.append("patient name")
-    if record.present_illness is None or not record.present_illness.chief_complaints:
-        missing.append("chief complaint")
-    return missing
 
 
 class IntakeRecorder:

@@ -10,6 +10,7 @@ from google.genai import errors, types
 from pydantic import ValidationError
 
 from schemas import MedicalIntake, Turn
+from services.model_profiles import extraction_thinking
 from utils.validators import normalize_intake
 
 logger = logging.getLogger(__name__)
@@ -33,44 +34,53 @@ def transcript_text(turns: Sequence[Turn]) -> str:
 
 
 class IntakeExtractor:
-    """Calls generate_content with MedicalIntake as the response schema, then validates."""
+    """Calls generate_content with MedicalIntake as the response schema, then validates.
 
-    def __init__(self, client: genai.Client, model: str, *, timeout: float, attempts: int = 2):
+    Transport failures (connection errors, timeouts, 408, 429, 5xx) are retried by the SDK
+    with the client's `HttpRetryOptions` (see `services.gemini_client.EXTRACTION_RETRY`);
+    an answer that fails schema validation is asked for once more; nothing else is retried.
+    `timeout` bounds the whole call, retries included."""
+
+    def __init__(self, client: genai.Client, model: str, *, timeout: float) -> None:
         self._client = client
         self._model = model
         self._timeout = timeout
-        self._attempts = attempts
+        self._config = types.GenerateContentConfig(
+            system_instruction=EXTRACTION_INSTRUCTION,
+            response_mime_type="application/json",
+            response_schema=MedicalIntake,
+            temperature=0.0,
+            thinking_config=extraction_thinking(model),
+        )
 
     async def extract(self, turns: Sequence[Turn]) -> tuple[MedicalIntake, list[str]]:
         if not turns:
             raise ExtractionError("there is no conversation to extract from yet")
-        last_error = ExtractionError("extraction was not attempted")
-        for attempt in range(1, self._attempts + 1):
-            try:
-                async with asyncio.timeout(self._timeout):
-                    record = await self._request(turns)
-            except TimeoutError:
-                last_error = ExtractionError(f"extraction timed out after {self._timeout:g} s")
-            except errors.APIError as exc:
-                last_error = ExtractionError(f"extraction request failed ({exc.code})")
-            except ValidationError as exc:
-                last_error = ExtractionError(
-                    f"extraction answer did not match the intake schema ({exc.error_count()} errors)"
-                )
-            else:
-                return normalize_intake(record)
-            logger.warning("extraction attempt %d failed: %s", attempt, last_error)
-        raise last_error
+        try:
+            async with asyncio.timeout(self._timeout):
+                record = await self._validated(transcript_text(turns))
+        except TimeoutError as exc:
+            raise ExtractionError(f"extraction timed out after {self._timeout:g} s") from exc
+        except errors.APIError as exc:
+            raise ExtractionError(f"extraction request failed ({exc.code})") from exc
+        return normalize_intake(record)
 
-    async def _request(self, turns: Sequence[Turn]) -> MedicalIntake:
+    async def _validated(self, text: str) -> MedicalIntake:
+        try:
+            return MedicalIntake.model_validate_json(await self._ask(text))
+        except ValidationError as exc:
+            logger.warning("%s; asking once more", _schema_problem(exc))
+        try:
+            return MedicalIntake.model_validate_json(await self._ask(text))
+        except ValidationError as exc:
+            raise ExtractionError(_schema_problem(exc)) from exc
+
+    async def _ask(self, text: str) -> str:
         response = await self._client.aio.models.generate_content(
-            model=self._model,
-            contents=transcript_text(turns),
-            config=types.GenerateContentConfig(
-                system_instruction=EXTRACTION_INSTRUCTION,
-                response_mime_type="application/json",
-                response_schema=MedicalIntake,
-                temperature=0.0,
-            ),
+            model=self._model, contents=text, config=self._config
         )
-        return MedicalIntake.model_validate_json(response.text or "")
+        return response.text or ""
+
+
+def _schema_problem(exc: ValidationError) -> str:
+    return f"extraction answer did not match the intake schema ({exc.error_count()} errors)"

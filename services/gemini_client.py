@@ -12,6 +12,19 @@ from google.genai import types
 
 UpstreamKind = Literal["google", "simulator", "custom"]
 
+# The SDK retries generateContent (not the Live socket) with exponential backoff and jitter
+# on connection errors, timeouts and these statuses; 400/401/403 fail at once. Three
+# retries wait about 0.5, 1 and 2 s (plus up to 1 s of jitter each), well inside
+# EXTRACTION_TIMEOUT_SECONDS, which bounds the whole call.
+EXTRACTION_RETRY = types.HttpRetryOptions(
+    attempts=4,
+    initial_delay=0.5,
+    max_delay=8.0,
+    exp_base=2.0,
+    jitter=1.0,
+    http_status_codes=[408, 429, 500, 502, 503, 504],
+)
+
 
 class LiveUpstream(Protocol):
     """The part of google-genai's AsyncSession the relay uses."""
@@ -49,7 +62,7 @@ class UpstreamTarget:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def client(self, api_key: str) -> genai.Client:
-        http_options = types.HttpOptions(base_url=self.base_url)
+        http_options = types.HttpOptions(base_url=self.base_url, retry_options=EXTRACTION_RETRY)
         ctx = self.ssl_context()
         if ctx is not None:
             # "ssl" reaches the Live websocket, "verify" the httpx client for generateContent.

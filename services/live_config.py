@@ -3,6 +3,7 @@
 from google.genai import types
 
 from config import Settings
+from services.model_profiles import LiveModelProfile, live_profile
 
 COMPLETE_INTAKE = "complete_intake"
 
@@ -45,20 +46,27 @@ COMPLETION PROTOCOL:
 4. Never call {COMPLETE_INTAKE} before the patient has confirmed."""
 
 
-def complete_intake_declaration() -> types.FunctionDeclaration:
+def complete_intake_declaration(profile: LiveModelProfile) -> types.FunctionDeclaration:
     return types.FunctionDeclaration(
         name=COMPLETE_INTAKE,
         description=(
             "Call this once you have collected all required intake information and the "
-            "patient has confirmed your verbal summary."
+            "patient has confirmed your verbal summary. Saving takes a moment: keep talking "
+            "to the patient, then tell them the outcome the response gives (saved, "
+            "incomplete with the missing sections, or failed)."
         ),
+        # Asynchronous where the model allows it, so the model keeps talking while the record
+        # is extracted and saved instead of falling silent.
+        behavior=types.Behavior.NON_BLOCKING if profile.async_function_calls else None,
     )
 
 
 def live_connect_config(settings: Settings, *, resume_handle: str | None) -> types.LiveConnectConfig:
+    profile = live_profile(settings.GEMINI_LIVE_MODEL)
+    vocabulary = settings.TRANSCRIPTION_VOCABULARY if profile.transcription_vocabulary else []
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
-        input_audio_transcription=types.AudioTranscriptionConfig(),
+        input_audio_transcription=types.AudioTranscriptionConfig(custom_vocabulary=vocabulary or None),
         output_audio_transcription=types.AudioTranscriptionConfig(),
         speech_config=types.SpeechConfig(
             voice_config=types.VoiceConfig(
@@ -66,8 +74,10 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
             )
         ),
         system_instruction=types.Content(parts=[types.Part(text=system_instruction(settings))]),
-        tools=[types.Tool(function_declarations=[complete_intake_declaration()])],
-        session_resumption=types.SessionResumptionConfig(handle=resume_handle),
+        tools=[types.Tool(function_declarations=[complete_intake_declaration(profile)])],
+        session_resumption=types.SessionResumptionConfig(
+            handle=resume_handle, transparent=True if profile.transparent_resumption else None
+        ),
         # Audio sessions stop at 15 minutes without compression; a sliding window lifts that.
         context_window_compression=types.ContextWindowCompressionConfig(sliding_window=types.SlidingWindow()),
     )
@@ -76,5 +86,8 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
 def function_response(
     settings: Settings, call: types.FunctionCall, response: dict[str, object]
 ) -> types.FunctionResponse:
-    """The answer to one of the model's function calls, shaped for the configured Live model."""
-    return types.FunctionResponse(id=call.id, name=call.name, response=response)
+    """The answer to one of the model's function calls, shaped for the configured Live model:
+    scheduled so the model speaks it where calls are asynchronous, plain where they block
+    (a blocking call's response is spoken anyway, and 2.5 ignores scheduling)."""
+    scheduling = live_profile(settings.GEMINI_LIVE_MODEL).tool_response_scheduling
+    return types.FunctionResponse(id=call.id, name=call.name, response=response, scheduling=scheduling)

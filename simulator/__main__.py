@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         scenario=args.scenario,
         time_scale=args.time_scale,
         options=options,
+        controls=True,
         log_level=args.log_level,
     )
     stop = threading.Event()

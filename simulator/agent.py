@@ -10,6 +10,11 @@ from pydantic import BaseModel, Field
 from simulator.scenarios import Scenario
 
 AFTER_CLOSE_LINE = "Your intake is already complete. Take care."
+# Spoken right after an asynchronous complete_intake call, while the client saves.
+HOLD_LINE = "Thank you. I'm saving your answers now; this takes a moment."
+STILL_SAVING_LINE = "I'm still saving your answers; one moment, please."
+FAILED_LINE = "I'm sorry, I couldn't save your answers. A member of staff will help you."
+INCOMPLETE_LINE = "Before I can finish, I still need a little more about: {missing}. Can you tell me?"
 
 
 class Phase(StrEnum):
@@ -35,6 +40,9 @@ class AgentState(BaseModel):
     cancelled_call_ids: list[str] = Field(default_factory=list)
     tool_response_ids: list[str] = Field(default_factory=list)
     transcript: list[TranscriptEntry] = Field(default_factory=list)
+    # A reply owed to a patient turn that was consumed but not yet answered; a session
+    # resumed from a handle taken at that point speaks it first.
+    owed_reply: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,11 +83,14 @@ class IntakeAgent:
         state: AgentState | None = None,
         tool_declared: bool = True,
         cancel_first_call: bool = False,
+        async_calls: bool = False,
     ) -> None:
         self.scenario = scenario
         self.state = state or AgentState(scenario=scenario.name)
         self._tool_declared = tool_declared
         self._cancel_first_call = cancel_first_call
+        # NON_BLOCKING: the model keeps talking while its call runs.
+        self.async_calls = async_calls
 
     def snapshot(self) -> AgentState:
         return self.state.model_copy(deep=True)
@@ -94,8 +105,8 @@ class IntakeAgent:
     def on_user_turn(self, typed: str | None = None) -> list[Action]:
         state = self.state
         if state.phase is Phase.AWAITING_TOOL_RESPONSE:
-            # A real model stays paused until the client answers its function call.
-            return []
+            # A blocking call pauses the model until the client answers it.
+            return [Say(STILL_SAVING_LINE)] if self.async_calls else []
         if state.phase is Phase.DONE:
             if typed:
                 self._note("patient", typed)
@@ -110,14 +121,26 @@ class IntakeAgent:
             return [*actions, Say(self.scenario.exchanges[state.position - 1].assistant)]
         return actions + self._complete_intake()
 
-    def on_tool_response(self, call_ids: list[str]) -> list[Action]:
+    def on_tool_response(self, responses: dict[str, dict[str, Any]], *, silent: bool = False) -> list[Action]:
+        """`responses` by call id; `silent`: the client scheduled the answer SILENT."""
         state = self.state
-        state.tool_response_ids.extend(call_ids)
-        if state.phase is Phase.AWAITING_TOOL_RESPONSE and state.pending_call_id in call_ids:
+        state.tool_response_ids.extend(responses)
+        call_id = state.pending_call_id
+        if state.phase is not Phase.AWAITING_TOOL_RESPONSE or call_id not in responses:
+            return []
+        state.pending_call_id = None
+        response = responses[call_id]
+        status = response.get("status", "saved")
+        if status == "incomplete":
+            # Back to the confirmation: the patient's next answer completes the intake again.
+            state.phase = Phase.CONVERSING
+            state.position -= 1
+            missing = ", ".join(str(m) for m in response.get("missing") or []) or "a few details"
+            line = INCOMPLETE_LINE.format(missing=missing.replace("_", " "))
+        else:
             state.phase = Phase.DONE
-            state.pending_call_id = None
-            return [Say(self.scenario.closing)]
-        return []
+            line = FAILED_LINE if status == "failed" else self.scenario.closing
+        return [] if silent else [Say(line)]
 
     def on_reply_spoken(self, text: str, *, interrupted: bool) -> None:
         self._note("assistant", text, interrupted=interrupted)
@@ -135,7 +158,7 @@ class IntakeAgent:
             return [call, CancelTool(call.call_id), EndTurn()]
         state.phase = Phase.AWAITING_TOOL_RESPONSE
         state.pending_call_id = call.call_id
-        return [call]
+        return [call, Say(HOLD_LINE)] if self.async_calls else [call]
 
     def _note(self, role: str, text: str, *, interrupted: bool = False) -> None:
         self.state.transcript.append(TranscriptEntry(role=role, text=text, interrupted=interrupted))

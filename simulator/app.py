@@ -15,6 +15,7 @@ from simulator.extraction import (
     generate_response,
     request_text,
     response_schema,
+    thinking_level,
 )
 from simulator.hub import SimulatorHub
 from simulator.live import serve_live
@@ -23,10 +24,14 @@ from simulator.scenarios import UnknownScenario
 from simulator.stats import GenerateStats
 
 API_VERSIONS = ("v1", "v1beta", "v1alpha")
+MODEL_OVERLOADED = "The model is overloaded. Please try again later."
 LIVE_METHODS = ("BidiGenerateContent", "BidiGenerateContentConstrained")
 
 
-def create_app(hub: SimulatorHub) -> Starlette:
+def create_app(hub: SimulatorHub, *, controls: bool = False) -> Starlette:
+    """`controls` adds `/_stats`, `/_reset` and `/_defaults`: only for a simulator running on its
+    own (`python -m simulator`); a server that embeds it must not expose them."""
+
     async def live(websocket: WebSocket) -> None:
         await serve_live(websocket, hub)
 
@@ -48,6 +53,7 @@ def create_app(hub: SimulatorHub) -> Starlette:
         scenario, matched_by = hub.scenario_for_extraction(api_key, choice, request_text(body))
         options = hub.options_for(scenario, choice)
         rejected = choice.denied or options.reject_key
+        unavailable = not rejected and hub.take_unavailable(api_key, options.unavailable_extractions)
         schema_field, _ = response_schema(body)
         hub.stats.generate_requests.append(
             GenerateStats(
@@ -57,11 +63,15 @@ def create_app(hub: SimulatorHub) -> Starlette:
                 schema_field=schema_field,
                 bad_extraction=options.bad_extraction,
                 rejected=rejected,
+                unavailable=unavailable,
+                thinking_level=thinking_level(body),
             )
         )
         if rejected:
             return _error(400, "INVALID_ARGUMENT", API_KEY_INVALID, reason="API_KEY_INVALID")
-        return JSONResponse(generate_response(body, scenario, model, malformed=options.bad_extraction))
+        if unavailable:
+            return _error(503, "UNAVAILABLE", MODEL_OVERLOADED)
+        return JSONResponse(generate_response(body, model, malformed=options.bad_extraction))
 
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(hub.stats.snapshot())
@@ -91,12 +101,13 @@ def create_app(hub: SimulatorHub) -> Starlette:
         for version in API_VERSIONS
         for method in LIVE_METHODS
     ]
-    routes += [
-        Route("/{version}/models/{model}:generateContent", generate_content, methods=["POST"]),
-        Route("/_stats", stats, methods=["GET"]),
-        Route("/_reset", reset, methods=["POST"]),
-        Route("/_defaults", defaults, methods=["GET", "POST"]),
-    ]
+    routes.append(Route("/{version}/models/{model}:generateContent", generate_content, methods=["POST"]))
+    if controls:
+        routes += [
+            Route("/_stats", stats, methods=["GET"]),
+            Route("/_reset", reset, methods=["POST"]),
+            Route("/_defaults", defaults, methods=["GET", "POST"]),
+        ]
     return Starlette(routes=routes)
 
 

@@ -19,7 +19,8 @@ from simulator.agent import Action, CallTool, CancelTool, EndTurn, IntakeAgent, 
 from simulator.audio import ASSISTANT_PITCH_HZ, MODEL_RATE, synth_voice
 from simulator.hub import SimulatorHub
 from simulator.options import SessionOptions
-from simulator.protocol import ClientMessage, JsonObject, ProtocolError, RealtimeInput, Setup
+from simulator.protocol import ClientMessage, JsonObject, ProtocolError, RealtimeInput
+from simulator.setup import Setup
 from simulator.stats import SessionStats
 from simulator.vad import VadEvent, VoiceActivityDetector
 
@@ -61,7 +62,8 @@ class StartRequest:
 
 @dataclass(frozen=True)
 class ToolAnswer:
-    call_ids: list[str]
+    responses: dict[str, JsonObject]
+    silent: bool = False
 
 
 AgentEvent = UserTurn | StartRequest | ToolAnswer
@@ -100,6 +102,12 @@ class Conversation:
         self._ending: Ending | None = None
         self._reply: _Reply | None = None
         self._vad: VoiceActivityDetector | None = None
+        # Index of the last client message read on this connection; setup was 0.
+        self._consumed = 0
+        self._interrupted_reply = False
+        self._patient_turns = 0
+        # Replies a frozen model holds back until a clientContent turn nudges it.
+        self._held: list[Action] | None = None
 
     async def run(self) -> Ending:
         try:
@@ -142,6 +150,7 @@ class Conversation:
                 raise _PeerGone(gone.code) from gone
 
     def sync_record(self) -> None:
+        self._record.frozen = self._held is not None
         self._record.script_position = self._agent.state.position
         self._record.phase = self._agent.state.phase.value
 
@@ -151,7 +160,9 @@ class Conversation:
             if message["type"] == "websocket.disconnect":
                 return ClientGone(int(message.get("code", 1005)))
             try:
-                await self._dispatch(protocol.parse_client_message(payload(message)), events)
+                parsed = protocol.parse_client_message(payload(message))
+                self._consumed += 1
+                await self._dispatch(parsed, events)
             except ProtocolError as exc:
                 return Close(1007, str(exc))
 
@@ -168,10 +179,20 @@ class Conversation:
                 await events.send(StartRequest(" ".join(turn.text for turn in content.turns)))
         elif message.tool_response is not None:
             self._count("toolResponse")
-            ids = [r.id for r in message.tool_response.function_responses if r.id is not None]
+            answers = [r for r in message.tool_response.function_responses if r.id is not None]
+            ids = [r.id for r in answers if r.id is not None]
             self._hub.stats.tool_responses_received.extend(ids)
             self._record.tool_response_ids.extend(ids)
-            await events.send(ToolAnswer(ids))
+            scheduling = {r.scheduling or "WHEN_IDLE" for r in answers}
+            self._record.tool_response_scheduling.extend(r.scheduling or "" for r in answers)
+            silent = False
+            if self._agent.async_calls:
+                # Blocking calls ignore scheduling, as Google's do.
+                if "INTERRUPT" in scheduling:
+                    await self._barge_in()
+                silent = scheduling == {"SILENT"}
+            responses = {r.id: r.response or {} for r in answers if r.id is not None}
+            await events.send(ToolAnswer(responses, silent))
 
     async def _realtime(self, realtime: RealtimeInput, events: MemoryObjectSendStream[AgentEvent]) -> None:
         for kind in protocol.realtime_kinds(realtime):
@@ -213,36 +234,77 @@ class Conversation:
         reply = self._reply
         if reply is None:
             return
+        self._interrupted_reply = True
         reply.scope.cancel()
         # The reply stops before `interrupted` goes out, so no audio follows it.
         await reply.done.wait()
         await self.send(protocol.interrupted())
 
     async def _act(self, events: MemoryObjectReceiveStream[AgentEvent]) -> None:
+        owed = self._agent.state.owed_reply
+        if owed is not None:
+            # Resumed from a handle taken between the patient's turn and the reply.
+            await self._perform([Say(owed)])
         async for event in events:
             match event:
                 case UserTurn(typed=typed):
-                    actions = self._agent.on_user_turn(typed)
+                    actions = self._on_user_turn(typed)
                 case StartRequest(typed=typed):
-                    actions = self._agent.on_start_request(typed)
-                case ToolAnswer(call_ids=call_ids):
-                    actions = self._agent.on_tool_response(call_ids)
+                    actions = self._on_start_request(typed)
+                case ToolAnswer(responses=responses, silent=silent):
+                    actions = self._agent.on_tool_response(responses, silent=silent)
             await self._perform(actions)
             self.sync_record()
 
+    def _on_user_turn(self, typed: str | None) -> list[Action]:
+        if self._held is not None:
+            return []  # frozen: the model ignores speech until it is nudged
+        self._patient_turns += 1
+        actions = self._agent.on_user_turn(typed)
+        options = self._options
+        freeze = (options.freeze_after_interrupt and self._interrupted_reply) or (
+            options.freeze_on_turn == self._patient_turns
+        )
+        self._interrupted_reply = False
+        if not freeze:
+            return actions
+        self._record.freezes += 1
+        self._held = [a for a in actions if not isinstance(a, Transcribe)]
+        self._record.frozen = True
+        return [a for a in actions if isinstance(a, Transcribe)]
+
+    def _on_start_request(self, typed: str) -> list[Action]:
+        held = self._held
+        if held is None:
+            return self._agent.on_start_request(typed)
+        self._record.nudges += 1
+        if self._options.ignore_nudge:
+            return []
+        self._held = None
+        return held
+
     async def _perform(self, actions: list[Action]) -> None:
-        for action in actions:
+        if self._options.late_transcription:
+            actions = transcription_after_call(actions)
+        for index, action in enumerate(actions):
             match action:
                 case Transcribe(text=text):
                     if self._setup.input_audio_transcription is not None:
                         for piece in split_pieces(text, 3):
                             await self.send(protocol.input_transcription(piece))
+                    following = actions[index + 1] if index + 1 < len(actions) else None
+                    if isinstance(following, Say):
+                        # The patient's turn is in the state now: a handle mid-turn.
+                        self._agent.state.owed_reply = following.text
+                        await self._resumption_update()
                 case Say(text=text):
                     await self._say(text)
                 case CallTool(call_id=call_id, name=name, args=args):
                     await self.send(protocol.tool_call(call_id, name, args))
                     self._record.tool_call_ids.append(call_id)
                     self._hub.stats.tool_calls_sent.append(call_id)
+                    # A function call is running: no resumption until its turn ends.
+                    await self._resumption_update(resumable=False)
                 case CancelTool(call_id=call_id):
                     await self.send(protocol.tool_call_cancellation([call_id]))
                     self._record.cancelled_call_ids.append(call_id)
@@ -253,12 +315,14 @@ class Conversation:
         spoken: list[str] = []
         reply = _Reply(anyio.CancelScope(), anyio.Event())
         self._reply = reply
+        await self._resumption_update(resumable=False)
         with reply.scope:
             try:
                 await self._stream_speech(text, spoken)
             finally:
                 self._reply = None
                 reply.done.set()
+        self._agent.state.owed_reply = None
         if reply.scope.cancel_called:
             self._agent.on_reply_spoken("".join(spoken), interrupted=True)
             self._record.replies_interrupted += 1
@@ -266,7 +330,7 @@ class Conversation:
         self._agent.on_reply_spoken(text, interrupted=False)
         self._record.replies_completed += 1
         await self.send(protocol.generation_complete())
-        await self._complete_turn(response_chars=len(text))
+        await self._complete_turn(response_chars=len(text), question=text.rstrip().endswith("?"))
 
     async def _stream_speech(self, text: str, spoken: list[str]) -> None:
         if self._options.slow_reply:
@@ -286,12 +350,19 @@ class Conversation:
             chunk = pcm[index * chunk_bytes : (index + 1) * chunk_bytes]
             await self.send(protocol.audio_chunk(chunk))
 
-    async def _complete_turn(self, response_chars: int) -> None:
+    async def _complete_turn(self, response_chars: int, *, question: bool = False) -> None:
         prompt_tokens = sum(len(entry.text) for entry in self._agent.state.transcript) // 4
-        await self.send(protocol.turn_complete(prompt_tokens, response_chars // 4))
-        if self._setup.session_resumption is not None:
-            handle = self._hub.resumption.save(self._agent.snapshot())
-            await self.send(protocol.resumption_update(handle))
+        await self.send(
+            protocol.turn_complete(prompt_tokens, response_chars // 4, waiting_for_input=question)
+        )
+        await self._resumption_update()
+
+    async def _resumption_update(self, *, resumable: bool = True) -> None:
+        if self._setup.session_resumption is None:
+            return
+        handle = self._hub.resumption.save(self._agent.snapshot()) if resumable else None
+        last = self._consumed if self._setup.transparent_resumption else None
+        await self.send(protocol.resumption_update(handle, last_consumed=last))
 
     async def _go_away(self, after: float, time_left: float) -> Ending:
         await anyio.sleep(after)
@@ -306,6 +377,18 @@ class Conversation:
 
     def _count(self, kind: str) -> None:
         self._hub.stats.messages_received[kind] += 1
+
+
+def transcription_after_call(actions: list[Action]) -> list[Action]:
+    """Google does not order transcription against the model's turn: the patient's words may
+    arrive after the function call they led to (and before anything the model says next)."""
+    calls = [i for i, action in enumerate(actions) if isinstance(action, CallTool)]
+    if not calls:
+        return actions
+    words: list[Action] = [a for a in actions if isinstance(a, Transcribe)]
+    rest: list[Action] = [a for a in actions if not isinstance(a, Transcribe)]
+    at = rest.index(actions[calls[0]]) + 1
+    return rest[:at] + words + rest[at:]
 
 
 def split_pieces(text: str, count: int, *, spread: bool = False) -> list[str]:

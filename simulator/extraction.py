@@ -1,18 +1,21 @@
-"""generateContent: answers with the scenario's intake record, shaped by the request's schema."""
+"""generateContent: the record the request's transcript supports, shaped by the request's schema."""
 
 import json
 import uuid
 from typing import Any
 
 from simulator.protocol import JsonObject
-from simulator.scenarios import Scenario
+from simulator.records import derive_record
 
 API_KEY_INVALID = "API key not valid. Please pass a valid API key."
 
 
-def request_text(body: JsonObject) -> str:
+def request_text(body: JsonObject, *, with_instruction: bool = True) -> str:
     texts: list[str] = []
-    for holder in [*_as_list(body.get("contents")), body.get("systemInstruction")]:
+    holders = list(_as_list(body.get("contents")))
+    if with_instruction:
+        holders.append(body.get("systemInstruction"))
+    for holder in holders:
         if isinstance(holder, dict):
             texts.extend(
                 str(part["text"])
@@ -33,6 +36,16 @@ def response_schema(body: JsonObject) -> tuple[str | None, JsonObject | None]:
         if isinstance(schema, dict):
             return name, schema
     return None, None
+
+
+def thinking_level(body: JsonObject) -> str | None:
+    config = body.get("generationConfig") or {}
+    thinking = config.get("thinkingConfig") if isinstance(config, dict) else None
+    # The SDK sends the inner keys in snake_case.
+    level = (
+        thinking.get("thinking_level", thinking.get("thinkingLevel")) if isinstance(thinking, dict) else None
+    )
+    return level if isinstance(level, str) else None
 
 
 def shape_to_schema(value: Any, schema: JsonObject, defs: JsonObject | None = None) -> Any:
@@ -56,9 +69,11 @@ def shape_to_schema(value: Any, schema: JsonObject, defs: JsonObject | None = No
     return value
 
 
-def generate_response(body: JsonObject, scenario: Scenario, model: str, *, malformed: bool) -> JsonObject:
+def generate_response(body: JsonObject, model: str, *, malformed: bool) -> JsonObject:
     _, schema = response_schema(body)
-    record = shape_to_schema(scenario.record, schema) if schema else scenario.record
+    # Only what the conversation says: the instruction would otherwise count as patient speech.
+    derived = derive_record(request_text(body, with_instruction=False))
+    record = shape_to_schema(derived, schema) if schema else derived
     text = json.dumps(record, indent=2)
     if malformed:
         # A reply cut off mid-object, as when the model stops at its token limit.

@@ -47,6 +47,7 @@ class SimulatorHub:
         self.stats = SimulatorStats()
         self.resumption = ResumptionStore()
         self._scenario_by_key: OrderedDict[str, str] = OrderedDict()
+        self._unavailable_by_key: OrderedDict[str, int] = OrderedDict()
 
     def choose(self, api_key: str | None) -> tuple[KeyChoice, Scenario]:
         """Raises InvalidSimulatorKey or UnknownScenario for a `sim:` key that makes no sense."""
@@ -66,6 +67,18 @@ class SimulatorHub:
         self._scenario_by_key.move_to_end(api_key)
         while len(self._scenario_by_key) > MAX_REMEMBERED_KEYS:
             self._scenario_by_key.popitem(last=False)
+
+    def take_unavailable(self, api_key: str | None, limit: int) -> bool:
+        """True while this key has had fewer than `limit` 503 answers (the fault is spent after)."""
+        key = api_key or ""
+        used = self._unavailable_by_key.get(key, 0)
+        if used >= limit:
+            return False
+        self._unavailable_by_key[key] = used + 1
+        self._unavailable_by_key.move_to_end(key)
+        while len(self._unavailable_by_key) > MAX_REMEMBERED_KEYS:
+            self._unavailable_by_key.popitem(last=False)
+        return True
 
     def scenario_for_extraction(
         self, api_key: str | None, choice: KeyChoice, text: str

@@ -13,6 +13,7 @@ from simulator.agent import IntakeAgent
 from simulator.conversation import Abort, ClientGone, Close, Conversation, Ending, payload
 from simulator.extraction import API_KEY_INVALID
 from simulator.hub import SimulatorHub
+from simulator.models import SETUP_MODEL_NOT_FOUND, live_model, refusal
 from simulator.options import InvalidSimulatorKey
 from simulator.protocol import ProtocolError
 from simulator.scenarios import UnknownScenario, load_scenario
@@ -66,6 +67,15 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
     if setup is None:
         return Close(1007, "The first message must be setup.")
     hub.stats.messages_received["setup"] += 1
+    record.model = setup.model
+    model = live_model(setup.model)
+    if model is None:
+        parts = websocket.url.path.split(".")
+        version = parts[3] if len(parts) > 3 else "v1beta"
+        return Close(1008, SETUP_MODEL_NOT_FOUND.format(model=setup.model_name, version=version))
+    refused = refusal(setup, model)
+    if refused is not None:
+        return Close(1007, refused)
 
     state = None
     handle = setup.session_resumption.handle if setup.session_resumption else None
@@ -76,7 +86,6 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
         scenario = load_scenario(state.scenario)
         record.scenario = scenario.name
         record.resumed = True
-    record.model = setup.model
     record.resumption_requested = setup.session_resumption is not None
     record.compression_requested = setup.context_window_compression is not None
     record.declared_functions = sorted(setup.function_names)
@@ -87,7 +96,10 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
         state=state,
         tool_declared=scenario.tool_name in setup.function_names,
         cancel_first_call=options.cancel_tool_call,
+        # 3.8 calls functions asynchronously unless the declaration asks for BLOCKING.
+        async_calls=model.async_function_calls and setup.behavior_of(scenario.tool_name) != "BLOCKING",
     )
+    record.async_function_calls = agent.async_calls
     conversation = Conversation(websocket, hub, agent=agent, setup=setup, options=options, record=record)
     return await conversation.run()
 

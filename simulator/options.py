@@ -20,6 +20,15 @@ class SessionOptions(BaseModel):
     slow_reply: float = Field(0.0, ge=0)
     bad_extraction: bool = False
     cancel_tool_call: bool = False
+    # The model goes silent after a patient turn (after an interrupted reply, or on the Nth
+    # patient turn) until a clientContent turn nudges it; `ignore_nudge` keeps it silent.
+    freeze_after_interrupt: bool = False
+    freeze_on_turn: int | None = Field(None, ge=1)
+    ignore_nudge: bool = False
+    # generateContent answers 503 UNAVAILABLE this many times per key before it succeeds.
+    unavailable_extractions: int = Field(0, ge=0, le=100)
+    # The patient's input transcription follows the function call it led to.
+    late_transcription: bool = False
 
     def layered(self, override: "SessionOptions") -> "SessionOptions":
         return self.model_copy(update=override.model_dump(exclude_unset=True))

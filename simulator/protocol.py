@@ -8,12 +8,13 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic.alias_generators import to_camel, to_snake
 
 from simulator.audio import MODEL_RATE
+from simulator.setup import Setup
 
 JsonObject = dict[str, Any]
 
@@ -70,68 +71,17 @@ class ClientContent(_Wire):
 
 
 class FunctionResponse(_Wire):
-    model_config = ConfigDict(extra="allow")
-
     id: str | None = None
     name: str | None = None
     response: JsonObject | None = None
+    # Honoured for NON_BLOCKING calls only, as at Google; WHEN_IDLE when absent.
+    scheduling: Literal["SCHEDULING_UNSPECIFIED", "SILENT", "WHEN_IDLE", "INTERRUPT"] | None = None
+    will_continue: bool | None = None
+    parts: list[JsonObject] | None = None
 
 
 class ToolResponse(_Wire):
     function_responses: list[FunctionResponse] = []
-
-
-class FunctionDeclaration(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    name: str
-
-
-class Tool(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    function_declarations: list[FunctionDeclaration] = []
-
-
-class SessionResumption(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    handle: str | None = None
-
-
-class AutomaticActivityDetection(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    disabled: bool = False
-
-
-class RealtimeInputConfig(_Wire):
-    model_config = ConfigDict(extra="allow")
-
-    automatic_activity_detection: AutomaticActivityDetection | None = None
-
-
-class Setup(_Wire):
-    # Setup carries many settings the simulator has no use for (voice, prompt, VAD tuning).
-    model_config = ConfigDict(extra="allow")
-
-    model: str
-    tools: list[Tool] = []
-    realtime_input_config: RealtimeInputConfig | None = None
-    session_resumption: SessionResumption | None = None
-    context_window_compression: JsonObject | None = None
-    input_audio_transcription: JsonObject | None = None
-    output_audio_transcription: JsonObject | None = None
-
-    @property
-    def function_names(self) -> set[str]:
-        return {decl.name for tool in self.tools for decl in tool.function_declarations}
-
-    @property
-    def automatic_activity_detection(self) -> bool:
-        config = self.realtime_input_config
-        detection = config.automatic_activity_detection if config else None
-        return not (detection and detection.disabled)
 
 
 class ClientMessage(_Wire):
@@ -175,12 +125,15 @@ def decode_base64(data: str) -> bytes:
 
 
 def _describe(exc: ValidationError) -> str:
+    # Google names the place in snake_case: Unknown name "x" at 'setup.generation_config'.
     error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"])
+    path = [to_snake(part) if isinstance(part, str) else str(part) for part in error["loc"]]
     if error["type"] == "extra_forbidden":
-        name = error["loc"][-1]
-        return f'Invalid JSON payload received. Unknown name "{name}": Cannot find field.'
-    return f"Invalid JSON payload received. {where or 'message'}: {error['msg']}"
+        name, parent = error["loc"][-1], ".".join(path[:-1])
+        at = f" at '{parent}'" if parent else ""
+        return f'Invalid JSON payload received. Unknown name "{name}"{at}: Cannot find field.'
+    where = ".".join(path)
+    return f"Invalid value at '{where or 'message'}': {error['msg']}"
 
 
 def encode(message: JsonObject) -> bytes:
@@ -212,9 +165,13 @@ def generation_complete() -> JsonObject:
     return {"serverContent": {"generationComplete": True}}
 
 
-def turn_complete(prompt_tokens: int, response_tokens: int) -> JsonObject:
+def turn_complete(prompt_tokens: int, response_tokens: int, *, waiting_for_input: bool) -> JsonObject:
+    content: JsonObject = {"turnComplete": True}
+    if waiting_for_input:
+        # The reply asked the patient something.
+        content |= {"waitingForInput": True, "turnCompleteReason": "NEED_MORE_INPUT"}
     return {
-        "serverContent": {"turnComplete": True},
+        "serverContent": content,
         "usageMetadata": {
             "promptTokenCount": prompt_tokens,
             "responseTokenCount": response_tokens,
@@ -235,5 +192,10 @@ def go_away(seconds_left: float) -> JsonObject:
     return {"goAway": {"timeLeft": f"{seconds_left:g}s"}}
 
 
-def resumption_update(handle: str) -> JsonObject:
-    return {"sessionResumptionUpdate": {"newHandle": handle, "resumable": True}}
+def resumption_update(handle: str | None, *, last_consumed: int | None = None) -> JsonObject:
+    """A new handle, or (handle None) word that the session cannot be resumed right now.
+    `last_consumed` is sent to clients that asked for transparent resumption."""
+    update: JsonObject = {"newHandle": handle, "resumable": True} if handle else {"resumable": False}
+    if last_consumed is not None:
+        update["lastConsumedClientMessageIndex"] = last_consumed
+    return {"sessionResumptionUpdate": update}

@@ -43,6 +43,8 @@ class SimulatorConfig(BaseModel):
     time_scale: float = Field(1.0, gt=0, le=100)
     # Simulator-wide defaults for faults and pacing; a `sim:` key overrides them per connection.
     options: SessionOptions = Field(default_factory=SessionOptions)
+    # The HTTP control endpoints (/_stats, /_reset, /_defaults): for a simulator on its own.
+    controls: bool = False
     # None leaves the process's logging alone, as an embedding server wants; the CLI sets one.
     log_level: Literal["critical", "error", "warning", "info", "debug", "trace"] | None = None
 
@@ -151,7 +153,7 @@ def start_simulator(config: SimulatorConfig | None = None) -> RunningSimulator:
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(hub),
+            create_app(hub, controls=config.controls),
             host=config.host,
             port=port,
             ssl_certfile=str(tls.server_pem) if tls else None,

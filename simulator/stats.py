@@ -5,7 +5,7 @@ snapshot, so nothing here needs a lock.
 """
 
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ class SessionStats:
     resumed: bool = False
     resumption_requested: bool = False
     compression_requested: bool = False
+    async_function_calls: bool = False
     declared_functions: list[str] = field(default_factory=list)
     audio_bytes_received: int = 0
     user_turns: int = 0
@@ -27,6 +28,10 @@ class SessionStats:
     tool_call_ids: list[str] = field(default_factory=list)
     cancelled_call_ids: list[str] = field(default_factory=list)
     tool_response_ids: list[str] = field(default_factory=list)
+    tool_response_scheduling: list[str] = field(default_factory=list)
+    freezes: int = 0
+    frozen: bool = False
+    nudges: int = 0
     go_away_sent: bool = False
     dropped: bool = False
     script_position: int = 0
@@ -54,27 +59,41 @@ class GenerateStats:
     schema_field: str | None
     bad_extraction: bool
     rejected: bool
+    unavailable: bool = False
+    thinking_level: str | None = None
+
+
+# A long-running simulator keeps the most recent entries only; a test run reads far fewer.
+MAX_CLOSED_SESSIONS = 200
+MAX_EVENTS = 1_000
 
 
 class SimulatorStats:
-    def __init__(self) -> None:
+    def __init__(self, max_closed_sessions: int = MAX_CLOSED_SESSIONS) -> None:
+        self.max_closed_sessions = max_closed_sessions
         self.sessions: dict[str, SessionStats] = {}
         self.reset()
 
     def reset(self) -> None:
         self.total_sessions = 0
         self.messages_received: Counter[str] = Counter()
-        self.tool_calls_sent: list[str] = []
-        self.tool_responses_received: list[str] = []
-        self.generate_requests: list[GenerateStats] = []
+        self.tool_calls_sent: deque[str] = deque(maxlen=MAX_EVENTS)
+        self.tool_responses_received: deque[str] = deque(maxlen=MAX_EVENTS)
+        self.generate_requests: deque[GenerateStats] = deque(maxlen=MAX_EVENTS)
         # Sessions still open survive a reset so `open_sessions` stays true.
         self.sessions = {key: value for key, value in self.sessions.items() if not value.closed}
 
     def open_session(self, scenario: str) -> SessionStats:
+        self._forget_oldest_closed()
         session = SessionStats(id=f"sess-{uuid.uuid4().hex[:12]}", scenario=scenario)
         self.sessions[session.id] = session
         self.total_sessions += 1
         return session
+
+    def _forget_oldest_closed(self) -> None:
+        closed = [key for key, value in self.sessions.items() if value.closed]
+        for key in closed[: max(0, len(closed) - self.max_closed_sessions + 1)]:
+            del self.sessions[key]
 
     def snapshot(self) -> dict[str, Any]:
         return {

@@ -11,8 +11,9 @@ from google.genai import types
 from simulator import RunningSimulator, SimulatorConfig, start_simulator
 from simulator.audio import MODEL_RATE
 
-LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
-EXTRACTION_MODEL = "gemini-2.5-flash"
+LIVE_MODEL = "gemini-3.8-live"
+LIVE_MODEL_2_5 = "gemini-2.5-flash-native-audio-preview-12-2025"
+EXTRACTION_MODEL = "gemini-3.8-flash"
 CHUNK_BYTES = 3200  # 100 ms of 16 kHz PCM16
 
 
@@ -85,6 +86,9 @@ class TurnLog:
     tool_calls: list[types.FunctionCall] = field(default_factory=list)
     cancelled_ids: list[str] = field(default_factory=list)
     handles: list[str] = field(default_factory=list)
+    # sessionResumptionUpdate{resumable: false} while the model generated or ran a call.
+    not_resumable: int = 0
+    waiting_for_input: bool = False
     usage: list[types.UsageMetadata] = field(default_factory=list)
 
     @property
@@ -97,8 +101,10 @@ async def collect_turn(
     *,
     answer_tool_calls: bool = True,
     on_audio: Callable[[], Awaitable[None]] | None = None,
+    respond: Callable[[types.FunctionCall], types.FunctionResponse] | None = None,
 ) -> TurnLog:
-    """Reads until turnComplete, answering complete_intake, calling `on_audio` at first audio."""
+    """Reads until turnComplete, answering complete_intake (with `respond`'s answer if given),
+    calling `on_audio` at first audio."""
     log = TurnLog()
     async for message in session.receive():
         content = message.server_content
@@ -124,22 +130,28 @@ async def collect_turn(
                 log.events.append("generation_complete")
             if content.turn_complete:
                 log.events.append("turn_complete")
+                log.waiting_for_input = bool(content.waiting_for_input)
         if message.usage_metadata is not None:
             log.usage.append(message.usage_metadata)
         if message.session_resumption_update is not None:
             update = message.session_resumption_update
-            assert update.resumable is True and update.new_handle
-            log.handles.append(update.new_handle)
+            if update.resumable:
+                assert update.new_handle
+                log.handles.append(update.new_handle)
+            else:
+                assert not update.new_handle
+                log.not_resumable += 1
         if message.tool_call is not None and message.tool_call.function_calls:
             log.events.append("tool_call")
             log.tool_calls.extend(message.tool_call.function_calls)
             if answer_tool_calls:
                 call = message.tool_call.function_calls[0]
-                await session.send_tool_response(
-                    function_responses=[
-                        types.FunctionResponse(id=call.id, name=call.name, response={"ok": True})
-                    ]
+                answer = (
+                    respond(call)
+                    if respond is not None
+                    else types.FunctionResponse(id=call.id, name=call.name, response={"status": "saved"})
                 )
+                await session.send_tool_response(function_responses=[answer])
         if message.tool_call_cancellation is not None:
             log.events.append("tool_call_cancellation")
             log.cancelled_ids.extend(message.tool_call_cancellation.ids or [])

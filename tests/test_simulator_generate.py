@@ -10,7 +10,7 @@ from google.genai import errors, types
 from pydantic import BaseModel
 
 from schemas import MedicalIntake
-from simulator import RunningSimulator, load_scenario
+from simulator import RunningSimulator, load_scenario, scenario_names
 from tests.sim_support import (
     EXTRACTION_MODEL,
     LIVE_MODEL,
@@ -31,7 +31,7 @@ EXTRACTION_CONFIG = types.GenerateContentConfig(
 
 @pytest.fixture(scope="module")
 def sim() -> Iterator[RunningSimulator]:
-    with running_simulator() as running:
+    with running_simulator(controls=True) as running:
         yield running
 
 
@@ -53,42 +53,82 @@ def transcript(scenario_name: str) -> str:
     return "\n".join([*lines, f"PATIENT: {scenario.confirmation}"])
 
 
-async def test_extraction_after_a_live_session_returns_its_record(
+async def extract(sim: RunningSimulator, contents: str, key: str = "sim:simple_visit") -> MedicalIntake:
+    async with sdk_client(sim, key) as client:
+        response = await client.aio.models.generate_content(
+            model=EXTRACTION_MODEL, contents=contents, config=EXTRACTION_CONFIG
+        )
+    assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.STOP
+    assert isinstance(response.parsed, MedicalIntake)
+    return response.parsed
+
+
+@pytest.mark.parametrize("name", scenario_names())
+async def test_the_record_is_what_the_scenario_transcript_says(sim: RunningSimulator, name: str) -> None:
+    # The key names another scenario on purpose: only the request's text counts.
+    got = await extract(sim, transcript(name), key="sim:simple_visit")
+    assert got == MedicalIntake.model_validate(load_scenario(name).record)
+
+
+async def test_a_later_correction_wins_and_the_assistant_is_not_the_patient(sim: RunningSimulator) -> None:
+    text = "\n".join(
+        [
+            "PATIENT: I take metformin 500 milligrams twice a day.",
+            "ASSISTANT: So that is metformin 1000 milligrams twice a day?",
+            "PATIENT: Actually it's 850 milligrams, not 500.",
+            "PATIENT: I'm allergic to latex, it gives me a mild rash.",
+            "PATIENT: Sorry, the latex allergy is severe: my throat swells.",
+        ]
+    )
+    got = await extract(sim, text)
+    assert [(m.name, m.dose, m.frequency) for m in got.medications] == [
+        ("metformin", "850 mg", "twice daily")
+    ]
+    [latex] = got.allergies
+    assert latex.severity == "life-threatening" and latex.reaction == ["rash", "throat swelling"]
+
+
+async def test_never_asked_is_not_reviewed_none(sim: RunningSimulator) -> None:
+    never_asked = await extract(sim, "PATIENT: I have had a cough for three days.")
+    assert never_asked.allergies == [] and never_asked.allergies_reviewed is False
+    assert (
+        never_asked.present_illness and never_asked.present_illness.chief_complaints[0].duration == "3 days"
+    )
+
+    none = await extract(sim, "ASSISTANT: Do you have any allergies?\nPATIENT: None.")
+    assert none.allergies == [] and none.allergies_reviewed is True
+
+
+async def test_spanish_is_recorded_in_english(sim: RunningSimulator) -> None:
+    got = await extract(sim, "Me llamo Rosa Díaz. Tomo ibuprofeno 400 miligramos cada ocho horas.")
+    assert got.patient_info and got.patient_info.name == "Rosa Díaz"
+    assert [(m.name, m.dose, m.frequency) for m in got.medications] == [
+        ("ibuprofen", "400 mg", "every 8 hours")
+    ]
+
+
+async def test_an_empty_conversation_gives_an_empty_record(
     sim: RunningSimulator, control: httpx.AsyncClient
 ) -> None:
-    key = "server-held-key"
-    scenario = load_scenario("medications_allergy")
-    defaults = {"scenario": "medications_allergy"}
-    (await control.post("/_defaults", json=defaults)).raise_for_status()
-    async with sdk_client(sim, key) as client:
-        async with client.aio.live.connect(model=LIVE_MODEL, config=live_config()) as session:
-            await session.send_realtime_input(text=scenario.patient_turns[0])
-            await collect_turn(session)
-        response = await client.aio.models.generate_content(
-            model=EXTRACTION_MODEL, contents="PATIENT: (nothing to match)", config=EXTRACTION_CONFIG
-        )
-
-    assert isinstance(response.parsed, MedicalIntake)
-    expected = MedicalIntake.model_validate(scenario.record)
-    assert response.parsed.model_dump() == expected.model_dump()
-    assert response.candidates and response.candidates[0].finish_reason == types.FinishReason.STOP
-    assert response.usage_metadata and response.usage_metadata.total_token_count
+    got = await extract(sim, "PATIENT: (nothing to match)", key="server-held-key")
+    assert got == MedicalIntake()
     request = (await control.get("/_stats")).json()["generate_content_requests"][-1]
-    assert request["matched_by"] == "live_session_key"
-    assert request["schema_field"] == "responseSchema"
+    assert request["schema_field"] == "responseSchema" and request["model"] == EXTRACTION_MODEL
 
 
-async def test_extraction_finds_the_scenario_from_the_transcript(sim: RunningSimulator) -> None:
-    async with sdk_client(sim, "never-used-live") as client:
-        response = await client.aio.models.generate_content(
-            model=EXTRACTION_MODEL,
-            contents=transcript("barge_in_correction"),
-            config=EXTRACTION_CONFIG,
-        )
-    assert isinstance(response.parsed, MedicalIntake)
-    assert response.parsed.medications[0].name == "propranolol"
-    assert response.parsed.medications[0].dose == "20 mg"
-    assert sim.stats()["generate_content_requests"][-1]["matched_by"] == "text"
+def test_an_embedded_simulator_has_no_control_endpoints() -> None:
+    with running_simulator() as embedded:
+        context = embedded.client_ssl_context()
+        for method, path in [("GET", "/_stats"), ("POST", "/_reset"), ("GET", "/_defaults")]:
+            response = httpx.request(method, embedded.base_url + path, verify=context or False)
+            assert response.status_code == 404
+        # In-process statistics still work, and so does the API itself.
+        assert embedded.stats()["total_sessions"] == 0
+        with genai.Client(api_key="sim:simple_visit", http_options=http_options(embedded)) as client:
+            answer = client.models.generate_content(
+                model=EXTRACTION_MODEL, contents=transcript("simple_visit"), config=EXTRACTION_CONFIG
+            )
+        assert isinstance(answer.parsed, MedicalIntake) and answer.parsed.medications
 
 
 class MedicationNames(BaseModel):
@@ -105,7 +145,7 @@ async def test_the_json_schema_drops_fields_it_does_not_have(sim: RunningSimulat
     )
     async with sdk_client(sim, "sim:medications_allergy") as client:
         response = await client.aio.models.generate_content(
-            model=EXTRACTION_MODEL, contents="anything", config=config
+            model=EXTRACTION_MODEL, contents=transcript("medications_allergy"), config=config
         )
     assert json.loads(response.text or "") == {
         "medications": [{"name": "lisinopril"}, {"name": "metformin"}, {"name": "atorvastatin"}]
@@ -135,7 +175,7 @@ async def test_generate_content_with_a_bad_key_is_a_client_error(sim: RunningSim
 def test_the_sync_client_trusts_the_simulator_too(sim: RunningSimulator) -> None:
     with genai.Client(api_key="sim:simple_visit", http_options=http_options(sim)) as client:
         response = client.models.generate_content(
-            model=EXTRACTION_MODEL, contents="hi", config=EXTRACTION_CONFIG
+            model=EXTRACTION_MODEL, contents=transcript("simple_visit"), config=EXTRACTION_CONFIG
         )
     assert isinstance(response.parsed, MedicalIntake)
     assert response.parsed.patient_info and response.parsed.patient_info.name == "Maria Lopez"

@@ -9,7 +9,18 @@ import pytest
 
 from schemas import MedicalIntake
 from simulator import SessionOptions, load_scenario, scenario_names
-from simulator.agent import CallTool, CancelTool, EndTurn, IntakeAgent, Phase, Say, Transcribe
+from simulator.agent import (
+    FAILED_LINE,
+    HOLD_LINE,
+    STILL_SAVING_LINE,
+    CallTool,
+    CancelTool,
+    EndTurn,
+    IntakeAgent,
+    Phase,
+    Say,
+    Transcribe,
+)
 from simulator.audio import from_pcm16, resample, synth_voice, to_pcm16
 from simulator.conversation import split_pieces
 from simulator.extraction import shape_to_schema
@@ -141,10 +152,36 @@ def test_agent_walks_the_script_and_waits_for_the_tool_response() -> None:
     assert transcribe == Transcribe(scenario.confirmation)
     assert isinstance(call, CallTool) and call.name == "complete_intake"
     assert agent.on_user_turn() == []
-    assert agent.on_tool_response(["call-wrong"]) == []
-    assert agent.on_tool_response([call.call_id]) == [Say(scenario.closing)]
+    assert agent.on_tool_response({"call-wrong": {}}) == []
+    assert agent.on_tool_response({call.call_id: {"status": "saved"}}) == [Say(scenario.closing)]
     assert agent.state.phase is Phase.DONE
     assert agent.state.tool_response_ids == ["call-wrong", call.call_id]
+
+
+def test_an_asynchronous_call_keeps_the_model_talking_and_it_speaks_each_outcome() -> None:
+    scenario = load_scenario("simple_visit")
+    agent = IntakeAgent(scenario, async_calls=True)
+    for _ in scenario.exchanges:
+        agent.on_user_turn()
+    _, call, hold = agent.on_user_turn()
+    assert isinstance(call, CallTool) and hold == Say(HOLD_LINE)
+    assert agent.on_user_turn(typed="hello?") == [Say(STILL_SAVING_LINE)]
+
+    incomplete = {"status": "incomplete", "missing": ["allergies"]}
+    [asks] = agent.on_tool_response({call.call_id: incomplete})
+    assert isinstance(asks, Say) and "allergies" in asks.text
+    # The patient's next answer confirms again and the model calls again.
+    _, again, _ = agent.on_user_turn()
+    assert isinstance(again, CallTool) and again.call_id != call.call_id
+    assert agent.on_tool_response({again.call_id: {"status": "failed"}}) == [Say(FAILED_LINE)]
+    assert agent.state.phase is Phase.DONE
+
+    silent = IntakeAgent(scenario, async_calls=True)
+    for _ in scenario.exchanges:
+        silent.on_user_turn()
+    _, quiet_call, _ = silent.on_user_turn()
+    assert silent.on_tool_response({quiet_call.call_id: {"status": "saved"}}, silent=True) == []
+    assert silent.state.phase is Phase.DONE
 
 
 def test_agent_cancels_the_first_call_once_and_skips_undeclared_tools() -> None:

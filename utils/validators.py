@@ -203,9 +203,8 @@ def missing_sections(record: MedicalIntake) -> list[str]:
         missing.append("patient_info")
     if record.present_illness is None or not record.present_illness.chief_complaints:
         missing.append("present_illness")
-    # The schema cannot tell "asked, none reported" from "never asked", so an empty list
-    # counts as not asked.
-    if not record.allergies:
+    # "Reviewed, none" is complete; an empty list nobody asked about is not.
+    if not record.allergies and not record.allergies_reviewed:
         missing.append("allergies")
     return missing
 
@@ -273,5 +272,8 @@ def normalize_intake(record: MedicalIntake, *, today: date | None = None) -> tup
         _canonicalize(allergy, "severity", f"allergies[{i}]", validate_allergy_severity, warnings)
         if allergy["severity"] == "life-threatening":
             allergy["requires_emergency_treatment"] = True
+    if data["allergies"]:
+        # An allergy on the record means the question was asked.
+        data["allergies_reviewed"] = True
 
     return MedicalIntake.model_validate(data), warnings
