@@ -183,9 +183,9 @@ class IntakeRecorder:
             return
         self._final_failed = False
         self.completed = True
+        self._answer(call, {"status": "saved", "message": "The intake record is saved."})
         self._emit(ExtractedDataMessage(data=record, final=True))
         self._emit(IntakeCompleteMessage())
-        self._answer(call, {"status": "saved", "message": "The intake record is saved."})
         self._on_completed()
 
     async def _save(self, record: MedicalIntake, *, final: bool, latency: float) -> bool:

@@ -61,7 +61,12 @@ async def test_full_intake_through_the_real_sdk_records_what_the_patient_said(se
     roles = {m["role"] for m in client.of_type("transcript")}
     assert roles == {"assistant", "patient"}
     assert client.of_type("audio") and all(m["size"] % 2 == 0 for m in client.of_type("audio"))
-    stats = sim.stats()
+    # The outcome goes to the model as the page is told; allow it a moment to arrive.
+    for _ in range(100):
+        stats = sim.stats()
+        if stats["tool_calls_sent"] and stats["tool_responses_received"] == stats["tool_calls_sent"]:
+            break
+        await asyncio.sleep(0.02)
     assert stats["tool_calls_sent"] and stats["tool_responses_received"] == stats["tool_calls_sent"]
     if scenario_name == "barge_in_correction":
         assert client.of_type("interrupted")

@@ -97,7 +97,7 @@ def test_the_list_shows_real_intakes_newest_first_and_practice_ones_when_asked(s
         "status": "completed",
         "patient_name": "James Carter",
         "date_of_birth": None,
-        "chief_complaint": "Follow-up for high blood pressure and type 2 diabetes",
+        "chief_complaint": "follow-up visit",
         "flags": {"life_threatening_allergy": True, "emergency": True},
         "started_at": listed[0]["started_at"],
         "completed_at": listed[0]["completed_at"],
