@@ -188,6 +188,8 @@ def create_app(
             "source": resolved.key_source,
             "upstream": resolved.target.kind,
             "browser_key_required": resolved.server_key is None,
+            # The tutorial's frontend asks the patient for a key unless this is true.
+            "has_api_key": resolved.server_key is not None or resolved.target.kind == "simulator",
         }
 
     app.include_router(intakes_router)

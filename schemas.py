@@ -2,7 +2,17 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    TypeAdapter,
+    field_serializer,
+)
+
+from utils.tutorial_view import tutorial_view
 
 
 class Medication(BaseModel):
@@ -138,6 +148,14 @@ class ExtractedDataMessage(_Message):
     type: Literal["extracted_data"] = "extracted_data"
     data: MedicalIntake
     final: bool = False
+
+    @field_serializer("data", mode="wrap")
+    def _with_tutorial_keys(
+        self, data: MedicalIntake, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, object]:
+        # The tutorial's frontend reads `chief_complaint` and `current_medications` inside `data`;
+        # they are a view of the canonical record, added beside its fields (utils/tutorial_view.py).
+        return {**handler(data), **tutorial_view(data).model_dump(exclude_none=info.exclude_none)}
 
 
 class IntakeCompleteMessage(_Message):

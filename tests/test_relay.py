@@ -400,5 +400,6 @@ def test_browser_key_is_used_for_that_session(settings):
             "source": "none",
             "upstream": "google",
             "browser_key_required": True,
+            "has_api_key": False,
         }
     assert keys == ["browser-key-123"]
