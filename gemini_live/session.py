@@ -286,6 +286,9 @@ class IntakeSession:
                     raise SessionEnded("end_session")
                 case "start":
                     self._status(self.state, "Session is open.")
+                    if self.state == "ready":
+                        # A tutorial client reads `state`: give it back the conversation's.
+                        self._status(self.conversation_state, _CONVERSATION_TEXT[self.conversation_state])
 
     async def on_message(self, message: types.LiveServerMessage) -> None:
         if message.tool_call is not None:

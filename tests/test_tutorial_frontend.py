@@ -167,7 +167,7 @@ async def test_the_starters_traffic_gets_every_field_it_reads(server, sim):
     final = client.of_type("extracted_data")[-1]
     assert final["final"] is True
     record = final["data"]
-    assert record["chief_complaint"] == "Follow-up for high blood pressure and type 2 diabetes."
+    assert record["chief_complaint"] == "Follow-up visit."
     assert record["current_medications"] == [
         {"name": "lisinopril", "dose": "10 mg", "frequency": "once daily"},
         {"name": "metformin", "dose": "500 mg", "frequency": "twice daily"},
