@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_LIVE_MODEL = "gemini-2.5-flash-native-audio-preview-12-2025"
@@ -102,6 +102,41 @@ class Settings(BaseSettings):
     LIVE_EXTRACTION_TURNS: int = Field(4, ge=0)
     RECONNECT_ATTEMPTS: int = Field(5, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(10.0, ge=0)
+
+    # Waiting-room tablet: HTTPS on the clinic network, and a kiosk that forgets each patient.
+    DATA_DIR: Path = Path("./data")
+    TLS_CERT_FILE: Path | None = None
+    TLS_KEY_FILE: Path | None = None
+    # Make (once, in DATA_DIR/tls) a certificate for this machine's host names and LAN addresses.
+    TLS_SELF_SIGNED: bool = False
+    KIOSK_MODE: bool = False
+    KIOSK_REVIEW_SECONDS: float = Field(30.0, ge=0, le=3600)
+    KIOSK_IDLE_SECONDS: float = Field(90.0, gt=0, le=3600)
+    KIOSK_IDLE_ANSWER_SECONDS: float = Field(20.0, gt=0, le=600)
+
+    @field_validator("TLS_CERT_FILE", "TLS_KEY_FILE", mode="before")
+    @classmethod
+    def _blank_tls_file_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("TLS_CERT_FILE", "TLS_KEY_FILE")
+    @classmethod
+    def _tls_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> "Settings":
+        if (self.TLS_CERT_FILE is None) != (self.TLS_KEY_FILE is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE: set both, or neither")
+        if self.TLS_SELF_SIGNED and self.TLS_CERT_FILE is not None:
+            raise ValueError("TLS_SELF_SIGNED: set it, or TLS_CERT_FILE and TLS_KEY_FILE, not both")
+        return self
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.TLS_SELF_SIGNED or self.TLS_CERT_FILE is not None
 
     @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", mode="before")
     @classmethod

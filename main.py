@@ -2,6 +2,7 @@
 
 import hmac
 import logging
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ from services.gemini_client import (
     close_client,
 )
 from services.session_records import ConversationStore, SessionAudit
+from services.tls_certificate import TLS_DIR, ensure_certificate, trust_steps
+from tablet import tablet_routes
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -115,7 +118,8 @@ def create_app(
             ),
             clients=clients or _google_clients(settings, target),
         )
-        logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
+        scheme = "https" if settings.serves_tls else "http"
+        logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
             yield
         finally:
@@ -177,6 +181,7 @@ def create_app(
             "browser_key_required": resolved.server_key is None,
         }
 
+    app.include_router(tablet_routes(settings, Guarded))
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
 
@@ -331,8 +336,12 @@ class IntakeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     app = create_app(settings)
+    cert_file, key_file, certificate = settings.TLS_CERT_FILE, settings.TLS_KEY_FILE, None
+    if settings.TLS_SELF_SIGNED:
+        certificate = ensure_certificate(settings.DATA_DIR / TLS_DIR, settings.HOST)
+        cert_file, key_file = certificate.cert_file, certificate.key_file
     config = uvicorn.Config(
         app,
         host=settings.HOST,
@@ -341,9 +350,16 @@ def serve(settings: Settings) -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS) + 5,
+        ssl_certfile=cert_file,
+        ssl_keyfile=key_file,
     )
-    IntakeServer(config, app).run()
+    for line in trust_steps(certificate, settings.HOST, settings.PORT) if certificate else []:
+        logger.info("%s", line)
+    IntakeServer(config, app).run(sockets=sockets)
 
 
 if __name__ == "__main__":
-    serve(get_settings())
+    from startup import checked_start
+
+    settings, listener = checked_start()
+    serve(settings, [listener])
