@@ -3,6 +3,7 @@
 import errno
 import logging
 import socket
+import ssl
 import sys
 import tempfile
 import typing
@@ -33,6 +34,7 @@ def checked_start(env_file: Path = Path(".env")) -> tuple[Settings, socket.socke
     """Settings, a writable DATA_DIR and the bound listening socket, or exit 2 with the reasons."""
     try:
         settings = load_settings(env_file)
+        check_tls_files(settings)
         prepare_data_dir(settings.DATA_DIR)
         listener = bind_listener(settings.HOST, settings.PORT)
     except StartupError as error:
@@ -117,6 +119,22 @@ def _expectation(annotation: Any, metadata: list[Any]) -> str | None:
     return " ".join([f"must be {kind}", " and ".join(bounds)]).strip()
 
 
+def check_tls_files(settings: Settings) -> None:
+    if settings.TLS_CERT_FILE is None or settings.TLS_KEY_FILE is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            settings.TLS_CERT_FILE, settings.TLS_KEY_FILE
+        )
+    except ssl.SSLError:
+        reason = "not a PEM certificate chain and its matching private key"
+    except OSError as error:
+        reason = error.strerror or str(error)
+    else:
+        return
+    raise StartupError([f"TLS_CERT_FILE / TLS_KEY_FILE: cannot use them ({reason})"])
+
+
 def prepare_data_dir(directory: Path) -> None:
     if directory.exists() and not directory.is_dir():
         raise StartupError([f"DATA_DIR: {directory} is not a directory"])
@@ -131,11 +149,8 @@ def prepare_data_dir(directory: Path) -> None:
 
 def bind_listener(host: str, port: int) -> socket.socket:
     # Bound here, before the app starts, so a busy port is the first and only thing reported.
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    except socket.gaierror as error:
-        raise StartupError([f"HOST: cannot resolve {host!r} ({error.strerror})"]) from None
-    listener = socket.socket(family, socket.SOCK_STREAM)
+    # The family uvicorn would choose for the same HOST.
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         listener.bind((host, port))

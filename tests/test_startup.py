@@ -136,6 +136,19 @@ def test_an_unwritable_data_dir_is_one_line(tmp_path: Path) -> None:
     ]
 
 
+def test_tls_files_that_are_not_a_certificate_and_key_are_one_line(tmp_path: Path) -> None:
+    for name in ("server.crt", "server.key"):
+        (tmp_path / name).write_text("not PEM\n")
+
+    result = start(tmp_path, TLS_CERT_FILE="server.crt", TLS_KEY_FILE="server.key")
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "TLS_CERT_FILE / TLS_KEY_FILE: cannot use them "
+        "(not a PEM certificate chain and its matching private key)"
+    ]
+
+
 def test_with_the_problems_fixed_the_same_start_serves(tmp_path: Path) -> None:
     (tmp_path / ".env").write_text("CLINIC_NAME=Riverside\n")
 
