@@ -116,7 +116,7 @@ def _expectation(annotation: Any, metadata: list[Any]) -> str | None:
         bounds.append(f"at most {high.le}")
     elif isinstance(high, annotated_types.Lt):
         bounds.append(f"less than {high.lt}")
-    return " ".join([f"must be {kind}", " and ".join(bounds)]).strip()
+    return ", ".join([f"must be {kind}", " and ".join(bounds)]) if bounds else f"must be {kind}"
 
 
 def check_tls_files(settings: Settings) -> None:

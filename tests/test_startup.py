@@ -158,6 +158,28 @@ def test_with_the_problems_fixed_the_same_start_serves(tmp_path: Path) -> None:
     assert (tmp_path / "data").stat().st_mode & 0o777 == 0o700
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "line"),
+    [
+        ("SIMULATOR_TIME_SCALE", "0", "must be a number, greater than 0 and at most 10, got '0'"),
+        ("MAX_SESSIONS", "0", "must be an integer, at least 1, got '0'"),
+        ("IDLE_TIMEOUT_SECONDS", "soon", "must be a number, greater than 0, got 'soon'"),
+        ("GREETING_STYLE", "grumpy", "must be one of warm, professional, friendly, got 'grumpy'"),
+        ("GEMINI_BASE_URL", "ftp://x", "must be an http:// or https:// URL, got 'ftp://x'"),
+        ("TLS_KEY_FILE", "/no/such.key", "no such file: /no/such.key"),
+    ],
+)
+def test_each_kind_of_setting_says_what_it_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, value: str, line: str
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(StartupError) as refused:
+        load_settings(tmp_path / ".env")
+
+    assert refused.value.problems == [f"{name}: {line}"]
+
+
 def test_half_a_tls_pair_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cert = tmp_path / "server.crt"
     cert.write_text("")

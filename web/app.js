@@ -46,7 +46,6 @@ const ui = {
   end: $('end'),
   workspace: $('workspace'),
   restart: $('restart'),
-  review: $('review'),
   reviewCountdown: $('review-countdown'),
   idlePrompt: $('idle-prompt'),
 };
@@ -144,7 +143,7 @@ function render() {
 
   ui.start.hidden = !(['idle', 'ended'].includes(session.phase) || (session.phase === 'ready' && !engine.micOn));
   ui.start.textContent =
-    session.phase === 'ready' ? 'Resume microphone' : session.phase === 'ended' ? 'Start a new intake' : 'Start intake';
+    session.phase === 'ready' ? 'Resume microphone' : session.phase === 'ended' ? RESTART : 'Start intake';
   ui.stop.hidden = !inSession || (session.phase === 'ready' && !engine.micOn);
   ui.end.hidden = !inSession;
   ui.reconnect.hidden = session.phase !== 'error';
