@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -81,7 +82,7 @@ def ensure_certificate(directory: Path, host: str) -> ServerCertificate:
     dns_names, addresses = machine_names(host)
     ca_cert, ca_key = _certificate_authority(directory)
     cert_file, key_file = directory / CERT_NAME, directory / KEY_NAME
-    created = not _still_covers(cert_file, key_file, dns_names, addresses)
+    created = not _still_covers(cert_file, key_file, ca_cert, dns_names, addresses)
     if created:
         key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
@@ -168,12 +169,22 @@ def _certificate_authority(directory: Path) -> tuple[x509.Certificate, ec.Ellipt
     return cert, key
 
 
-def _still_covers(cert_file: Path, key_file: Path, dns_names: list[str], addresses: list[IPAddress]) -> bool:
+def _still_covers(
+    cert_file: Path,
+    key_file: Path,
+    ca_cert: x509.Certificate,
+    dns_names: list[str],
+    addresses: list[IPAddress],
+) -> bool:
     if not (cert_file.is_file() and key_file.is_file()):
         return False
     cert = x509.load_pem_x509_certificate(cert_file.read_bytes())
     if not _valid_for_a_while(cert):
         return False
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False  # signed by an authority the tablets no longer trust
     sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     have_names = set(sans.get_values_for_type(x509.DNSName))
     have_addresses = set(sans.get_values_for_type(x509.IPAddress))

@@ -86,6 +86,19 @@ def test_a_new_address_gets_a_new_certificate_from_the_same_authority(tmp_path: 
     handshake(moved.ca_file, "127.0.0.3", "127.0.0.3", moved.cert_file, moved.key_file)
 
 
+def test_a_certificate_another_authority_signed_is_replaced(tmp_path: Path) -> None:
+    first = ensure_certificate(tmp_path / "tls", LAN_HOST)
+    other = ensure_certificate(tmp_path / "other", LAN_HOST)
+    for name in (CA_NAME, CA_KEY_NAME):  # an operator restoring another laptop's CA
+        (tmp_path / "tls" / name).write_bytes((tmp_path / "other" / name).read_bytes())
+
+    again = ensure_certificate(tmp_path / "tls", LAN_HOST)
+
+    assert again.created
+    assert again.ca_fingerprint == other.ca_fingerprint != first.ca_fingerprint
+    handshake(again.ca_file, LAN_HOST, LAN_HOST, again.cert_file, again.key_file)
+
+
 def free_port(host: str) -> int:
     with socket.socket() as probe:
         probe.bind((host, 0))

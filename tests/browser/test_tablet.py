@@ -4,6 +4,7 @@ Chromium that ignores certificate errors as a tablet does once it trusts the cli
 patients hold intakes back to back on one page; each test checks one claim about that run."""
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -270,8 +271,13 @@ async def hold_both(run: TabletRun, context: BrowserContext, base: str, log: Pat
     watcher = asyncio.create_task(watch_second_intake(run, page, first_words), name="watch-second")
     try:
         await hold_intake(run, page, run.second)
-    finally:
-        await watcher
+    except BaseException:
+        # Without a second review the watcher would look for ever.
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        raise
+    await watcher
     run.during_second.append(("review", await leftovers(page, first_words)))
 
     await page.get_by_role("button", name="Done").click()
