@@ -17,8 +17,9 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
 	touch $@ $(VENV)/.runtime
 
+# Silent, so a refused start-up is the program's own one-line reasons.
 run: $(VENV)/.runtime
-	$(BIN)/python main.py
+	@$(BIN)/python main.py
 
 # The browser tests drive Debian's chromium and the speech helper uses espeak-ng.
 system-deps:

@@ -123,6 +123,40 @@ class Settings(BaseSettings):
             return [term.strip() for term in value.split(",") if term.strip()]
         return value
 
+    # Waiting-room tablet: HTTPS on the clinic network, and a kiosk that forgets each patient.
+    TLS_CERT_FILE: Path | None = None
+    TLS_KEY_FILE: Path | None = None
+    # Make (once, in DATA_DIR/tls) a certificate for this machine's host names and LAN addresses.
+    TLS_SELF_SIGNED: bool = False
+    KIOSK_MODE: bool = False
+    KIOSK_REVIEW_SECONDS: float = Field(30.0, ge=0, le=3600)
+    KIOSK_IDLE_SECONDS: float = Field(90.0, gt=0, le=3600)
+    KIOSK_IDLE_ANSWER_SECONDS: float = Field(20.0, gt=0, le=600)
+
+    @field_validator("TLS_CERT_FILE", "TLS_KEY_FILE", mode="before")
+    @classmethod
+    def _blank_tls_file_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("TLS_CERT_FILE", "TLS_KEY_FILE")
+    @classmethod
+    def _tls_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_files_in_pairs(self) -> "Settings":
+        if (self.TLS_CERT_FILE is None) != (self.TLS_KEY_FILE is None):
+            raise ValueError("TLS_CERT_FILE and TLS_KEY_FILE: set both, or neither")
+        if self.TLS_SELF_SIGNED and self.TLS_CERT_FILE is not None:
+            raise ValueError("TLS_SELF_SIGNED: set it, or TLS_CERT_FILE and TLS_KEY_FILE, not both")
+        return self
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.TLS_SELF_SIGNED or self.TLS_CERT_FILE is not None
+
     @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

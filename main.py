@@ -3,6 +3,7 @@
 import asyncio
 import hmac
 import logging
+import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,6 +37,8 @@ from services.gemini_client import (
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
 from services.storage.runtime import open_storage
+from services.tls_certificate import TLS_DIR, ensure_certificate, trust_steps
+from tablet import tablet_routes
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -125,7 +128,8 @@ def create_app(
             clients=clients or _google_clients(settings, target),
             records=storage.store,
         )
-        logger.info("serving the intake page at http://%s:%d/app/", settings.HOST, settings.PORT)
+        scheme = "https" if settings.serves_tls else "http"
+        logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
             yield
         finally:
@@ -194,6 +198,7 @@ def create_app(
 
     app.include_router(intakes_router)
 
+    app.include_router(tablet_routes(settings, Guarded))
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
 
@@ -368,12 +373,16 @@ class IntakeServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
     try:
         asyncio.run(_check_storage(settings))
     except SchemaOutdated as exc:
         sys.exit(f"refusing to start: {exc}")
     app = create_app(settings)
+    cert_file, key_file, certificate = settings.TLS_CERT_FILE, settings.TLS_KEY_FILE, None
+    if settings.TLS_SELF_SIGNED:
+        certificate = ensure_certificate(settings.DATA_DIR / TLS_DIR, settings.HOST)
+        cert_file, key_file = certificate.cert_file, certificate.key_file
     config = uvicorn.Config(
         app,
         host=settings.HOST,
@@ -382,9 +391,16 @@ def serve(settings: Settings) -> None:
         ws_ping_interval=20.0,
         ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS) + 5,
+        ssl_certfile=cert_file,
+        ssl_keyfile=key_file,
     )
-    IntakeServer(config, app).run()
+    for line in trust_steps(certificate, settings.HOST, settings.PORT) if certificate else []:
+        logger.info("%s", line)
+    IntakeServer(config, app).run(sockets=sockets)
 
 
 if __name__ == "__main__":
-    serve(get_settings())
+    from startup import checked_start
+
+    settings, listener = checked_start()
+    serve(settings, [listener])

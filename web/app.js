@@ -2,6 +2,7 @@
 import { KeyField, accessToken, fetchKeyStatus } from './access.js';
 import { AudioEngine } from './audio-engine.js';
 import { IntakeConnection, sessionUrl } from './connection.js';
+import { IdleWatch, ReviewCountdown, fetchPageConfig, forgetPatient } from './kiosk.js';
 import { RecordView } from './record-view.js';
 import { ReviewView } from './review-view.js';
 import { TranscriptView } from './transcript-view.js';
@@ -9,14 +10,20 @@ import {
   CONNECTION_FAILED,
   CONNECTION_LOST,
   KEY_MISSING,
+  KIOSK_DONE,
+  KIOSK_NOT_SET_UP,
+  RESTART,
   STATES,
   describeError,
   describeMicrophoneError,
   endsConversation,
+  insecureOrigin,
 } from './wording.js';
 
 const NOTICE_SECONDS = 8;
 const END_GRACE_MS = 5000;
+// How long leaving the review waits for the server to acknowledge end_session.
+const LEAVE_WAIT_MS = 1000;
 const FLUSH_CHECK_MS = 300;
 
 const $ = (id) => document.getElementById(id);
@@ -39,7 +46,12 @@ const ui = {
   end: $('end'),
   workspace: $('workspace'),
   restart: $('restart'),
+  reviewCountdown: $('review-countdown'),
+  idlePrompt: $('idle-prompt'),
 };
+
+// Filled from GET /app/config before Start can be pressed; ordinary page until then.
+let kiosk = null;
 
 // Read by the browser tests; never holds patient data.
 const debug = {
@@ -91,6 +103,7 @@ const engine = new AudioEngine({
     }
   },
   onLevel(rms) {
+    kiosk?.idle.level(rms);
     // -60 dBFS (quiet room) .. 0 dBFS mapped onto the meter.
     const db = rms > 0 ? 20 * Math.log10(rms) : -100;
     const level = Math.max(0, Math.min(1, (db + 60) / 60));
@@ -130,7 +143,7 @@ function render() {
 
   ui.start.hidden = !(['idle', 'ended'].includes(session.phase) || (session.phase === 'ready' && !engine.micOn));
   ui.start.textContent =
-    session.phase === 'ready' ? 'Resume microphone' : session.phase === 'ended' ? 'Start a new intake' : 'Start intake';
+    session.phase === 'ready' ? 'Resume microphone' : session.phase === 'ended' ? RESTART : 'Start intake';
   ui.stop.hidden = !inSession || (session.phase === 'ready' && !engine.micOn);
   ui.end.hidden = !inSession;
   ui.reconnect.hidden = session.phase !== 'error';
@@ -182,6 +195,10 @@ async function startMicrophone() {
 }
 
 async function start() {
+  if (!window.isSecureContext) {
+    showAlert(insecureOrigin(location.href));
+    return;
+  }
   if (session.phase === 'ready') {
     try {
       await startMicrophone();
@@ -203,6 +220,7 @@ async function start() {
   session.askForKey = false;
   session.endedByPatient = false;
   setPhase('connecting');
+  kiosk?.idle.start();
   try {
     await engine.open();
     debug.contextSampleRate = engine.sampleRate;
@@ -235,6 +253,7 @@ function handleMessage(message) {
       onStatus(message);
       break;
     case 'transcript':
+      if (message.role === 'patient') kiosk?.idle.activity();
       transcript.append(message.role, message.text);
       break;
     case 'turn_complete':
@@ -315,16 +334,22 @@ function onServerError({ code, message }) {
   session.fatalText = text;
   showAlert(text);
   // The patient's own key is missing or refused: ask again once the socket closes.
-  if (code === 'no_api_key' || (code === 'upstream_auth' && apiKey.required)) {
+  if (!kiosk && (code === 'no_api_key' || (code === 'upstream_auth' && apiKey.required))) {
     apiKey.required = true;
     session.askForKey = true;
   }
 }
 
-function handleClose({ opened }) {
+function handleClose({ opened, code, reason }) {
   session.connection = null;
   clearTimeout(session.endTimer);
   if (session.phase === 'done') return;
+  // The server ends a finished intake itself; that is the normal end, not a lost connection.
+  if (code === 1000 && reason === 'intake_complete') {
+    engine.stopMic();
+    setPhase('ended');
+    return;
+  }
   engine.stopMic();
   if (session.endedByPatient) {
     setPhase('ended');
@@ -360,13 +385,47 @@ function complete(message) {
   setPhase('done');
   ui.workspace.hidden = true;
   review.show(message, session.latestRecord);
+  kiosk?.idle.stop();
+  kiosk?.countdown.start();
 }
 
-async function loadKeyStatus() {
-  const status = await fetchKeyStatus();
+// Leaving the review (or an abandoned kiosk intake): tell the server, then forget the patient.
+let leaving = false;
+async function leave() {
+  if (leaving) return;
+  leaving = true;
+  kiosk?.countdown.stop();
+  kiosk?.idle.stop();
+  session.endedByPatient = true;
+  engine.stopMic();
+  await session.connection?.end(LEAVE_WAIT_MS);
+  // The ordinary page keeps the patient's own key for this tab; a kiosk keeps nothing.
+  const shown = [$('transcript'), $('record'), $('review-record'), $('review-transcript'), $('review-message')];
+  forgetPatient(shown, { clearStorage: kiosk !== null });
+}
+
+async function loadSetup() {
+  const [config, status] = await Promise.all([fetchPageConfig(), fetchKeyStatus()]);
+  if (config.kiosk_mode) {
+    kiosk = {
+      countdown: new ReviewCountdown(ui.reviewCountdown, { seconds: config.kiosk_review_seconds, onElapsed: leave }),
+      idle: new IdleWatch(ui.idlePrompt, {
+        idleSeconds: config.kiosk_idle_seconds,
+        answerSeconds: config.kiosk_idle_answer_seconds,
+        onAbandoned: leave,
+      }),
+    };
+    ui.restart.textContent = KIOSK_DONE;
+    document.body.dataset.kiosk = 'true';
+  }
+  ui.start.disabled = false;
+  if (!window.isSecureContext) showAlert(insecureOrigin(location.href));
   if (!status) return;
   ui.mode.hidden = status.upstream !== 'simulator';
-  if (status.browser_key_required === true) apiKey.require();
+  if (status.browser_key_required !== true) return;
+  // A shared tablet never asks a patient for a key.
+  if (kiosk) showAlert(KIOSK_NOT_SET_UP);
+  else apiKey.require();
 }
 
 ui.start.addEventListener('click', start);
@@ -375,12 +434,14 @@ ui.reconnect.addEventListener('click', () => {
   start();
 });
 ui.stop.addEventListener('click', stopMicrophone);
-ui.end.addEventListener('click', endConversation);
+ui.end.addEventListener('click', () => (kiosk ? leave() : endConversation()));
 ui.keyField.addEventListener('submit', (event) => {
   event.preventDefault();
   start();
 });
-ui.restart.addEventListener('click', () => window.location.reload());
+ui.restart.textContent = RESTART;
+ui.restart.addEventListener('click', leave);
 
+ui.start.disabled = true;
 render();
-loadKeyStatus();
+loadSetup();

@@ -56,4 +56,20 @@ export class IntakeConnection {
   close() {
     this.socket.close(1000);
   }
+
+  // Sends end_session; resolves once the server has closed the socket, or after timeoutMs.
+  end(timeoutMs) {
+    if (!this.isOpen) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.close();
+        resolve();
+      }, timeoutMs);
+      this.socket.addEventListener('close', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.send({ type: 'end_session' });
+    });
+  }
 }

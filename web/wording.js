@@ -42,6 +42,30 @@ const ERRORS = {
 export const CONNECTION_LOST = 'The connection to the clinic was lost.';
 export const CONNECTION_FAILED = 'We could not reach the clinic. Check your internet connection and try again.';
 export const KEY_MISSING = 'Please enter the Gemini API key to start.';
+export const KIOSK_NOT_SET_UP = 'This tablet is not set up yet. Please ask the front desk for help.';
+
+// A page opened over plain http:// from another device: browsers refuse it the microphone.
+export function insecureOrigin(pageUrl) {
+  const secure = new URL(pageUrl);
+  secure.protocol = 'https:';
+  return (
+    'The microphone only works on a secure page, and this one was opened over plain http://. ' +
+    `Open ${secure.origin}${secure.pathname} instead. If that address does not load, the clinic's ` +
+    'server needs HTTPS turned on first (see "Waiting-room tablet" in its README).'
+  );
+}
+
+export const KIOSK_DONE = 'Done';
+export const RESTART = 'Start a new intake';
+export const IDLE_PROMPT = { question: 'Are you still there?', answer: "I'm still here" };
+
+export function reviewClearsIn(seconds) {
+  return `For your privacy this screen clears in ${seconds} s, ready for the next patient.`;
+}
+
+export function idleEndsIn(seconds) {
+  return `If we do not hear from you, this intake ends and is cleared in ${seconds} s.`;
+}
 
 export function describeError(code) {
   return ERRORS[code] ?? ERRORS.internal_error;

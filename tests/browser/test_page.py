@@ -22,6 +22,7 @@ SIMULATOR_KEY_STATUS = {
     "upstream": "simulator",
     "browser_key_required": False,
 }
+PAGE_CONFIG = {"kiosk_mode": False}
 NO_KEY_STATUS = {
     "configured": False,
     "source": "none",
@@ -107,6 +108,7 @@ async def open_page(
     console = Console.watch(page)
     server = FakeServer()
     await page.route("**/api-key-status", lambda route: route.fulfill(json=key_status))
+    await page.route("**/config", lambda route: route.fulfill(json=PAGE_CONFIG))
     await page.route_web_socket(re.compile(r".*/ws(\?.*)?$"), server.accept)
     await page.goto(f"{site}/")
     return page, server, console
