@@ -20,6 +20,9 @@ const PASSING = new Set([
   'odd_length_audio',
   'extraction_failed',
   'audio_dropped',
+  'assistant_stalled',
+  'save_failed',
+  'audio_too_fast',
 ]);
 
 const ERRORS = {
@@ -37,6 +40,11 @@ const ERRORS = {
   unauthorized: 'This page needs a valid link from your clinic. Please ask the front desk for a new one.',
   server_shutdown: 'The service is restarting. Please reconnect in a moment.',
   internal_error: 'Something went wrong on our side. Please try again.',
+  assistant_stalled: 'The assistant did not answer. Please say that again.',
+  save_failed: 'Your answers could not be saved yet. Please let the front desk know before you leave.',
+  audio_too_fast: 'Your recording arrived faster than real time; part of it was skipped.',
+  bad_api_key: 'The API key is not valid: check it for stray spaces or characters.',
+  upstream_unreachable: 'The assistant service cannot be reached right now. Please try again in a moment.',
 };
 
 export const CONNECTION_LOST = 'The connection to the clinic was lost.';
