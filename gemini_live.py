@@ -30,6 +30,7 @@ from services.intake_recorder import IntakeRecorder
 from services.live_config import COMPLETE_INTAKE, live_connect_config
 from services.resumable_audio import ResumableAudio
 from services.session_records import ConversationStore, SessionAudit
+from utils.audio_pacing import TOO_FAST_MESSAGE, AudioPacer
 from utils.audio_processing import INPUT_MIME, bytes_per_second
 from utils.browser_input import AudioStreamEnd, BrowserInput, read_browser_input
 
@@ -107,6 +108,7 @@ class IntakeSession:
         self._upstream: LiveUpstream | None = None
         self._resume_handle: str | None = None
         self._audio = ResumableAudio(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
+        self._pacer = AudioPacer(rate=deps.settings.MAX_AUDIO_SPEED)
         self.state: SessionState = "connecting"
         self.conversation = ConversationLog(HISTORY_TURNS)
         self._muted = False
@@ -216,7 +218,15 @@ class IntakeSession:
             match parsed:
                 case ErrorMessage():
                     await self._emit(parsed)
-                case bytes() | AudioStreamEnd():
+                case bytes():
+                    paced = self._pacer.admit(parsed)
+                    if paced.too_fast:
+                        await self._emit(ErrorMessage(code="audio_too_fast", message=TOO_FAST_MESSAGE))
+                    if paced.audio:
+                        await self._inbound.put(paced.audio)
+                case AudioStreamEnd():
+                    if rest := self._pacer.flush().audio:
+                        await self._inbound.put(rest)
                     await self._inbound.put(parsed)
                 case "interrupt":
                     await self._interrupt_playback()

@@ -146,6 +146,7 @@ ErrorCode = Literal[
     "upstream_auth",
     "extraction_failed",
     "audio_dropped",
+    "audio_too_fast",
     "idle_timeout",
     "too_many_sessions",
     "unauthorized",

@@ -196,6 +196,7 @@ class ServerProcess:
         environ.update(
             UPSTREAM="simulator",
             SIMULATOR_TIME_SCALE="0.05",
+            MAX_AUDIO_SPEED="1000",
             PORT=str(self.port),
             CONVERSATION_STORAGE_PATH=str(self.conversations),
             SESSION_LOG_PATH=str(tmp_path / "session_logs"),
