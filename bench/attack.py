@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,7 @@ async def health_latencies(server: Server, stop: asyncio.Event) -> list[float]:
 
 
 async def one_intake(server: Server) -> float:
-    """A real-time-ish intake through the server; returns its wall time (or -1 if it failed)."""
+    """An intake spoken at real time, as a microphone sends; its wall time (-1: it failed)."""
     started = time.monotonic()
     try:
         ws = await connect(
@@ -175,7 +176,7 @@ async def one_intake(server: Server) -> float:
         )
         client = BrowserClient(ws)
         await client.wait_for("status")
-        await asyncio.wait_for(converse(client, "simple_visit", speech_pace=0.02), 60)
+        await asyncio.wait_for(converse(client, "simple_visit", speech_pace=0.1), 90)
         await client.close()
     except (AssertionError, WebSocketException, OSError, TimeoutError) as exc:
         print(f"  intake failed: {type(exc).__name__}: {str(exc)[:120]}")
@@ -220,28 +221,56 @@ async def rss_peak(server: Server, stop: asyncio.Event) -> float:
     return peak
 
 
+def _frame_header(opcode: int, length: int, *, rsv1: bool = False) -> bytes:
+    """A client frame header, masked with a zero key (legal, and the payload needs no XOR)."""
+    first = 0x80 | (0x40 if rsv1 else 0) | opcode
+    if length < 126:
+        head = struct.pack("!BB", first, 0x80 | length)
+    elif length < 65536:
+        head = struct.pack("!BBH", first, 0x80 | 126, length)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, length)
+    return head + bytes(4)
+
+
 async def deflate_bomb(port: int, seconds: float) -> str:
-    """16 MiB of zeros per frame: a few KB on the wire with per-message deflate."""
+    """16 MiB of zeros per message, about 16 KB on the wire when per-message deflate is on."""
     zeros = bytes(16 * 1024 * 1024 - 64)
+    squeeze = zlib.compressobj(9, zlib.DEFLATED, -12)
+    inflated = squeeze.compress(zeros) + squeeze.flush(zlib.Z_SYNC_FLUSH)
+    bomb = _frame_header(0x2, len(inflated) - 4, rsv1=True) + inflated[:-4]
+    plain = _frame_header(0x2, len(zeros)) + zeros
     sent = closed = 0
     deflate = False
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            async with connect(
-                f"ws://127.0.0.1:{port}/ws?token={TOKEN}",
-                compression="deflate",
-                max_size=None,
-                open_timeout=5,
-            ) as ws:
-                deflate = deflate or bool(ws.protocol.extensions)
-                while time.monotonic() < deadline:
-                    await ws.send(zeros)
-                    sent += 1
-        except (WebSocketException, OSError, TimeoutError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                _ws_handshake(
+                    f"127.0.0.1:{port}",
+                    f"/ws?token={TOKEN}",
+                    "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n",
+                )
+            )
+            response = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            negotiated = b"permessage-deflate" in response.lower()
+            deflate = deflate or negotiated
+            while time.monotonic() < deadline:
+                # Without deflate a client can only send the 16 MiB as they are.
+                writer.write(bomb if negotiated else plain)
+                await asyncio.wait_for(writer.drain(), max(0.1, deadline - time.monotonic()))
+                sent += 1
+                if reader.at_eof():
+                    raise ConnectionResetError
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
             closed += 1
             await asyncio.sleep(0.05)
-    return f"{sent} frames of 16 MiB sent, {closed} connections closed by the server (deflate {deflate})"
+    wire = len(bomb) if deflate else len(plain)
+    return (
+        f"{sent} messages of 16 MiB sent ({wire} bytes each on the wire), "
+        f"{closed} connections closed by the server (deflate {'accepted' if deflate else 'refused'})"
+    )
 
 
 def _ws_handshake(host: str, path: str, extra: str = "") -> bytes:
