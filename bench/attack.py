@@ -37,6 +37,9 @@ TOKEN = "tok-attack-marker-5150"
 SERVER_KEY = "AIzaSyATTACKmarker0123456789abcdefgh"
 URL_PASSWORD = "urlpass-marker-4242"
 PER_CLIENT = 3
+# The bomb and the flood come from another loopback address than the measuring client, as an
+# attacker's machine would.
+ATTACKER = "127.0.0.2"
 ATTACKS = ("bomb", "flood", "rebind", "xff", "audio", "json", "secrets", "misc")
 
 
@@ -88,9 +91,9 @@ class Simulator:
 
 
 class Server:
-    """`python main.py` relaying to the simulator with a server key, a token and DEBUG logs."""
+    """`python main.py` relaying to the simulator with a server key and a token."""
 
-    def __init__(self, workdir: Path, sim: Simulator, **env: str) -> None:
+    def __init__(self, workdir: Path, sim: Simulator, log_level: str = "INFO") -> None:
         self.port = free_port()
         self.workdir = workdir
         self.log = workdir / "server.log"
@@ -106,12 +109,11 @@ class Server:
             GEMINI_CA_FILE=sim.ca_file,
             PORT=str(self.port),
             ACCESS_TOKEN=TOKEN,
-            LOG_LEVEL="DEBUG",
+            LOG_LEVEL=log_level,
             MAX_SESSIONS_PER_CLIENT=str(PER_CLIENT),
             CONVERSATION_STORAGE_PATH=str(self.storage),
             SESSION_LOG_PATH=str(workdir / "session_logs"),
             PYTHONUNBUFFERED="1",
-            **env,
         )
         self._out = self.log.open("ab")
         self.process = subprocess.Popen(
@@ -148,8 +150,8 @@ class Server:
         self._out.close()
 
 
-async def health_latencies(server: Server, stop: asyncio.Event) -> list[float]:
-    """GET /health every 200 ms until `stop`; a request that times out counts as 10 s."""
+async def health_latencies(server: Server, stop: asyncio.Event, failures: list[str]) -> list[float]:
+    """GET /health every 200 ms until `stop`; a request that fails counts as 10 s."""
     latencies: list[float] = []
     async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as http:
         while not stop.is_set():
@@ -157,8 +159,9 @@ async def health_latencies(server: Server, stop: asyncio.Event) -> list[float]:
             try:
                 await http.get("/health")
                 latencies.append(time.monotonic() - started)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 latencies.append(10.0)
+                failures.append(type(exc).__name__)
             with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
     return latencies
@@ -188,7 +191,8 @@ async def under_attack(server: Server, name: str, seconds: float) -> None:
     baseline_intake = await one_intake(server)
     rss_before = server.rss
     stop = asyncio.Event()
-    health = asyncio.create_task(health_latencies(server, stop))
+    failures: list[str] = []
+    health = asyncio.create_task(health_latencies(server, stop, failures))
     peak = asyncio.create_task(rss_peak(server, stop))
     attacker = asyncio.create_task(attacker_process(server, name, seconds))
     await asyncio.sleep(0.5)
@@ -206,7 +210,8 @@ async def under_attack(server: Server, name: str, seconds: float) -> None:
     print(f"  RSS before / peak / after: {rss_before:.0f} / {highest:.0f} / {server.rss:.0f} MiB")
     print(
         f"  /health during the attack: p50 {statistics.median(latencies) * 1000:.0f} ms, "
-        f"max {max(latencies) * 1000:.0f} ms (n={len(latencies)})"
+        f"p95 {statistics.quantiles(latencies, n=20)[-1] * 1000:.0f} ms, "
+        f"max {max(latencies) * 1000:.0f} ms (n={len(latencies)}, failed: {failures or 'none'})"
     )
     print(f"  concurrent intake: {intake:.1f} s (alone: {baseline_intake:.1f} s)")
 
@@ -245,7 +250,7 @@ async def deflate_bomb(port: int, seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ATTACKER, 0))
             writer.write(
                 _ws_handshake(
                     f"127.0.0.1:{port}",
@@ -289,25 +294,30 @@ def _masked_frame(opcode: int, payload: bytes) -> bytes:
 
 
 async def ping_flood(port: int, seconds: float) -> str:
-    """Pings as fast as the socket takes them; the pongs are never read."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    writer.write(_ws_handshake(f"127.0.0.1:{port}", f"/ws?token={TOKEN}"))
-    await writer.drain()
-    await reader.readuntil(b"\r\n\r\n")
+    """Pings as fast as the socket takes them, pongs never read; reconnects when dropped."""
     ping = _masked_frame(0x9, b"p" * 125) * 512
-    sent = 0
+    sent = dropped = 0
     deadline = time.monotonic() + seconds
-    try:
-        while time.monotonic() < deadline:
-            writer.write(ping)
-            await asyncio.wait_for(writer.drain(), max(0.1, deadline - time.monotonic()))
-            sent += 512
-    except (OSError, TimeoutError) as exc:
-        return f"{sent} pings sent, then {type(exc).__name__} (the server stopped reading or closed)"
-    finally:
-        writer.close()
-    return f"{sent} pings of 125 bytes sent, none of their pongs read"
+    while time.monotonic() < deadline:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(ATTACKER, 0))
+            writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            writer.write(_ws_handshake(f"127.0.0.1:{port}", f"/ws?token={TOKEN}"))
+            await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            while time.monotonic() < deadline:
+                writer.write(ping)
+                await asyncio.wait_for(writer.drain(), max(0.1, deadline - time.monotonic()))
+                sent += 512
+        except (OSError, asyncio.IncompleteReadError):
+            dropped += 1
+            await asyncio.sleep(0.05)
+        except TimeoutError:
+            pass  # the server stopped reading: TCP pushes back, the loop ends at the deadline
+        finally:
+            if writer is not None:
+                writer.close()
+    return f"{sent} pings of 125 bytes sent, no pong read, {dropped} connections dropped by the server"
 
 
 ATTACKERS = {"bomb": deflate_bomb, "flood": ping_flood}
@@ -527,7 +537,8 @@ async def main(argv: list[str] | None = None) -> int:
         try:
             for name in chosen:
                 print(f"== {name}", flush=True)
-                server = Server(workdir / name if (workdir / name).mkdir() is None else workdir, sim)
+                (workdir / name).mkdir()
+                server = Server(workdir / name, sim, "DEBUG" if name == "secrets" else "INFO")
                 try:
                     match name:
                         case "bomb" | "flood":

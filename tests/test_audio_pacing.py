@@ -1,7 +1,13 @@
 """AudioPacer: at most ~1.2x real time upstream after a short burst, tiny frames joined."""
 
-import pytest
+import time
 
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.fakes import FakeConnector, FakeLiveSession
+from tests.test_edge import with_settings
+from tests.test_relay import end, open_ready, receive_until
 from utils.audio_pacing import AudioPacer
 
 SECOND = 32000  # bytes of 16 kHz PCM16
@@ -76,3 +82,21 @@ def test_frames_under_20_ms_are_joined_and_the_rest_flushed_when_the_microphone_
     rest.admit(b"\x02\x00" * 10)
     assert rest.flush().audio == b"\x02\x00" * 10
     assert rest.flush().audio is None
+
+
+@pytest.mark.websocket
+def test_a_flooding_page_hears_audio_too_fast_once_and_the_session_goes_on(make_app, settings):
+    upstream = FakeLiveSession()
+    app = make_app(FakeConnector(upstream), app_settings=with_settings(settings, MAX_AUDIO_SPEED=1.2))
+    with TestClient(app) as client:
+        ws, session = open_ready(client)
+        started = time.monotonic()
+        for _ in range(100):  # 10 s of audio at once
+            session.send_bytes(bytes(FRAME))
+        session.send_json({"type": "interrupt"})
+        seen = receive_until(session, "interrupted")
+        elapsed = time.monotonic() - started
+        assert [m["code"] for m in seen if m["type"] == "error"] == ["audio_too_fast"]
+        assert end(ws, session) == 1000
+    upstream_seconds = sum(len(blob.data or b"") for blob in upstream.audio_in) / SECOND
+    assert upstream_seconds <= 0.5 + 1.2 * elapsed + 0.1

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from config import Settings
 from edge_transport import FRAME_MARGIN_BYTES, uvicorn_config
@@ -44,6 +44,9 @@ def serving(make_app: Any, settings: Settings, sessions: int = 4) -> Iterator[in
         thread.join(timeout=15)
 
 
+OTHER = ("127.0.0.2", 0)  # another client's address, on loopback
+
+
 async def ready(port: int, **options: Any) -> ClientConnection:
     ws = await connect(f"ws://127.0.0.1:{port}/ws", **options)
     while (message := json.loads(await ws.recv()))["type"] != "status" or message["state"] != "ready":
@@ -69,7 +72,10 @@ async def test_deflate_is_not_negotiated_and_an_oversized_frame_closes_only_that
             while True:
                 await ws.recv()
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
-        again = await ready(port)
+        with pytest.raises(InvalidStatus) as refused:  # that address waits a while
+            await connect(f"ws://127.0.0.1:{port}/ws")
+        assert refused.value.response.status_code == 429
+        again = await ready(port, local_addr=OTHER)
         await again.send(json.dumps({"type": "end_session"}))
         await again.wait_closed()
         assert again.close_code == 1000
@@ -108,7 +114,10 @@ async def test_a_client_that_pings_without_reading_is_dropped_and_others_are_ser
         writer.close()
         async with httpx.AsyncClient() as http:
             assert (await http.get(f"http://127.0.0.1:{port}/health")).json()["status"] == "healthy"
-        ws = await ready(port)
+        with pytest.raises(InvalidStatus) as refused:  # its reconnects cost a refusal, no session
+            await connect(f"ws://127.0.0.1:{port}/ws")
+        assert refused.value.response.status_code == 429
+        ws = await ready(port, local_addr=OTHER)
         await ws.close()
 
 
