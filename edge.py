@@ -163,7 +163,9 @@ class EdgeGuard:
         if path == "/login" or path == "/login.js":
             await self._login(connection, receive, send, scope)
             return
-        if self.access_token is not None and path not in OPEN_PATHS:
+        # A CORS preflight carries no credentials by design; CORSMiddleware answers it.
+        preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in connection.headers
+        if self.access_token is not None and path not in OPEN_PATHS and not preflight:
             if not token_matches(presented_token(connection), self.access_token):
                 await self._unauthorized(path)(scope, receive, self._with_headers(send, scope))
                 return

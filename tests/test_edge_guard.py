@@ -101,6 +101,17 @@ def test_the_token_covers_every_path_but_health(guarded, path):
 
 
 @pytest.mark.integration
+def test_a_cors_preflight_needs_no_token_and_the_real_request_still_does(guarded):
+    asked = {"origin": "http://localhost:8000", "access-control-request-method": "GET"}
+    preflight = guarded.options(
+        "/api-key-status", headers={**asked, "access-control-request-headers": "authorization"}
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:8000"
+    assert guarded.get("/api-key-status", headers={"origin": "http://localhost:8000"}).status_code == 401
+
+
+@pytest.mark.integration
 def test_the_page_without_a_token_gets_a_form_and_the_form_sets_a_cookie_that_opens_page_and_socket(guarded):
     form = guarded.get("/app/")
     assert form.status_code == 401 and 'action="/login"' in form.text and "/login.js" in form.text
