@@ -150,7 +150,7 @@ def test_every_html_response_carries_the_security_headers(make_app):
             assert "frame-ancestors 'none'" in csp and "default-src 'self'" in csp
             assert "unsafe-inline" not in csp
             assert response.headers["x-content-type-options"] == "nosniff"
-            assert response.headers["referrer-policy"] == "no-referrer"
+            assert response.headers["referrer-policy"] == "same-origin"
             assert response.headers["cache-control"] == "no-store"
 
 
