@@ -157,6 +157,50 @@ class Settings(BaseSettings):
     def serves_tls(self) -> bool:
         return self.TLS_SELF_SIGNED or self.TLS_CERT_FILE is not None
 
+    # The edge (issue 12): which names and origins are served, which proxy is trusted, the docs.
+    # Empty: HOST plus localhost, 127.0.0.1 and ::1. Comma list; `*.example.org` matches subdomains.
+    ALLOWED_HOSTS: Annotated[list[str], NoDecode] = []
+    # Where patients reach the server (scheme, host, port); unset: http://HOST:PORT.
+    PUBLIC_ORIGIN: str | None = None
+    # Proxies whose X-Forwarded-For/-Proto are believed; empty trusts none (the peer address counts).
+    FORWARDED_ALLOW_IPS: Annotated[list[str], NoDecode] = []
+    # Unset: a browser's ?api_key= is used only when the server holds no key of its own.
+    ALLOW_BROWSER_KEY: bool | None = None
+    ENABLE_DOCS: bool = False
+    # Audio goes upstream at most this many times real time (after a 0.5 s burst); the rest is
+    # dropped with `audio_too_fast`. Upstream audio is billed per second.
+    MAX_AUDIO_SPEED: float = Field(1.2, ge=1.0)
+    HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+
+    @field_validator("ALLOWED_HOSTS", "FORWARDED_ALLOW_IPS", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("PUBLIC_ORIGIN", mode="before")
+    @classmethod
+    def _check_public_origin(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// origin")
+        return value.rstrip("/")
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return self.ALLOWED_HOSTS or [self.HOST, "localhost", "127.0.0.1", "::1"]
+
+    @property
+    def public_origin(self) -> str:
+        if self.PUBLIC_ORIGIN:
+            return self.PUBLIC_ORIGIN
+        host = "localhost" if self.HOST in ("0.0.0.0", "::") else self.HOST
+        host = f"[{host}]" if ":" in host else host
+        scheme = "https" if self.serves_tls else "http"
+        return f"{scheme}://{host}:{self.PORT}"
+
     @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:

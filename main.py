@@ -1,7 +1,6 @@
 """The FastAPI server: HTTP endpoints, the static page, and the /ws relay endpoint."""
 
 import asyncio
-import hmac
 import logging
 import socket
 import sys
@@ -11,10 +10,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import uvicorn
-from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, status
+from fastapi import Depends, FastAPI, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
@@ -23,6 +21,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from api.auth import staff_name
 from api.intakes import router as intakes_router
 from config import Settings, get_settings
+from edge import EdgeGuard, presented_token, secure_storage, token_matches
+from edge_transport import uvicorn_config
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
 from schemas import ErrorMessage
@@ -116,6 +116,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        secure_storage(settings)
         storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
         target = resolved.target
@@ -137,12 +138,28 @@ def create_app(
             resolved.stop()
             await storage.close()
 
-    app = FastAPI(title="Voice medical intake", version=VERSION, lifespan=lifespan)
+    docs = settings.ENABLE_DOCS
+    app = FastAPI(
+        title="Voice medical intake",
+        version=VERSION,
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     app.add_middleware(
         CORSMiddleware,
         allow_origins=settings.CORS_ORIGINS,
         allow_methods=["GET"],
         allow_headers=["Authorization"],
+    )
+    # Outermost: Host, Origin and token are settled before any route or CORS runs.
+    app.add_middleware(
+        EdgeGuard,
+        allowed_hosts=settings.allowed_hosts,
+        cors_origins=settings.CORS_ORIGINS,
+        public_origin=settings.public_origin,
+        access_token=settings.ACCESS_TOKEN.get_secret_value() if settings.ACCESS_TOKEN else None,
     )
 
     def state(request: Request) -> AppState:
@@ -151,16 +168,7 @@ def create_app(
 
     State = Annotated[AppState, Depends(state)]
 
-    def require_token(request: Request, app_state: State) -> None:
-        expected = app_state.settings.ACCESS_TOKEN
-        if expected is not None and not _token_matches(
-            _presented_token(request), expected.get_secret_value()
-        ):
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "A valid access token is required.")
-
-    Guarded = Depends(require_token)
-
-    @app.get("/", dependencies=[Guarded])
+    @app.get("/")
     async def root(app_state: State) -> dict[str, Any]:
         return {
             "service": "Voice medical intake",
@@ -184,21 +192,21 @@ def create_app(
             **app_state.health.as_dict(),
         }
 
-    @app.get("/api-key-status", dependencies=[Guarded])
+    @app.get("/api-key-status")
     async def api_key_status(app_state: State) -> dict[str, Any]:
         resolved = app_state.upstream
         return {
             "configured": resolved.server_key is not None,
             "source": resolved.key_source,
             "upstream": resolved.target.kind,
-            "browser_key_required": resolved.server_key is None,
+            "browser_key_required": resolved.server_key is None and browser_key_allowed(app_state),
             # The tutorial's frontend asks the patient for a key unless this is true.
             "has_api_key": resolved.server_key is not None or resolved.target.kind == "simulator",
         }
 
     app.include_router(intakes_router)
 
-    app.include_router(tablet_routes(settings, Guarded))
+    app.include_router(tablet_routes(settings))
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
 
@@ -224,24 +232,19 @@ def _google_clients(settings: Settings, target: UpstreamTarget) -> ClientsFactor
     return clients
 
 
-def _presented_token(connection: Request | WebSocket) -> str | None:
-    header = connection.headers.get("authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return connection.query_params.get("token")
+def browser_key_allowed(app_state: AppState) -> bool:
+    allowed = app_state.settings.ALLOW_BROWSER_KEY
+    return allowed if allowed is not None else app_state.upstream.key_source != "environment"
 
 
-def _token_matches(presented: str | None, expected: str) -> bool:
-    return presented is not None and hmac.compare_digest(presented.encode(), expected.encode())
-
-
-def origin_allowed(websocket: WebSocket, allowed: list[str]) -> bool:
-    """CORS does not cover WebSockets, so the upgrade's Origin is checked here."""
-    origin = websocket.headers.get("origin")
-    if origin is None or "*" in allowed or origin in allowed:
-        return True
-    # The page this server serves itself is always allowed.
-    return urlsplit(origin).netloc == websocket.headers.get("host")
+def session_key(websocket: WebSocket, app_state: AppState) -> str | None:
+    """The server's own key always wins; a browser's key is used only when the server has none
+    (the built-in simulator's placeholder counts as none, so a page can pick a scenario)."""
+    resolved = app_state.upstream
+    if resolved.key_source == "environment":
+        return resolved.server_key
+    browser = websocket.query_params.get("api_key") if browser_key_allowed(app_state) else None
+    return browser or resolved.server_key
 
 
 async def _refuse(websocket: WebSocket, error: ErrorMessage, code: int) -> None:
@@ -252,23 +255,20 @@ async def _refuse(websocket: WebSocket, error: ErrorMessage, code: int) -> None:
 
 async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     settings = app_state.settings
-    if not origin_allowed(websocket, settings.CORS_ORIGINS):
-        logger.warning("refused a WebSocket from a disallowed origin")
-        await websocket.close(code=1008, reason="Origin not allowed")
-        return
-    if settings.ACCESS_TOKEN is not None and not _token_matches(
-        _presented_token(websocket), settings.ACCESS_TOKEN.get_secret_value()
+    # Host and Origin were checked by EdgeGuard before this endpoint ran.
+    if settings.ACCESS_TOKEN is not None and not token_matches(
+        presented_token(websocket), settings.ACCESS_TOKEN.get_secret_value()
     ):
         await _refuse(
             websocket, ErrorMessage(code="unauthorized", message="A valid access token is required."), 1008
         )
         return
-    if staff_name(_presented_token(websocket), settings.STAFF_TOKENS) is not None:
+    if staff_name(presented_token(websocket), settings.STAFF_TOKENS) is not None:
         await _refuse(
             websocket, ErrorMessage(code="unauthorized", message="Staff tokens do not open intakes."), 1008
         )
         return
-    api_key = websocket.query_params.get("api_key") or app_state.upstream.server_key
+    api_key = session_key(websocket, app_state)
     if not api_key:
         await _refuse(
             websocket,
@@ -383,13 +383,10 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> Non
     if settings.TLS_SELF_SIGNED:
         certificate = ensure_certificate(settings.DATA_DIR / TLS_DIR, settings.HOST)
         cert_file, key_file = certificate.cert_file, certificate.key_file
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
-        host=settings.HOST,
-        port=settings.PORT,
+        settings,
         log_config=logging_config(settings.LOG_LEVEL),
-        ws_ping_interval=20.0,
-        ws_ping_timeout=20.0,
         timeout_graceful_shutdown=int(settings.SHUTDOWN_GRACE_SECONDS) + 5,
         ssl_certfile=cert_file,
         ssl_keyfile=key_file,

@@ -177,6 +177,7 @@ ErrorCode = Literal[
     "save_failed",
     "extraction_failed",
     "audio_dropped",
+    "audio_too_fast",
     "idle_timeout",
     "too_many_sessions",
     "unauthorized",

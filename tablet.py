@@ -2,17 +2,17 @@
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, params, status
+from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import Response
 
 from config import Settings
 from services.tls_certificate import CA_NAME, TLS_DIR
 
 
-def tablet_routes(settings: Settings, guard: params.Depends) -> APIRouter:
+def tablet_routes(settings: Settings) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/app/config", dependencies=[guard])
+    @router.get("/app/config")
     async def page_config() -> dict[str, Any]:
         return {
             "kiosk_mode": settings.KIOSK_MODE,

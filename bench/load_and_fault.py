@@ -141,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             DATA_DIR=Path(tmp) / "data",
             MAX_SESSIONS=args.patients,
             MAX_SESSIONS_PER_CLIENT=args.patients,
+            # Patients faster than real time (--speech-speed) are not the flood pacing is for.
+            MAX_AUDIO_SPEED=max(1.2, args.speech_speed * 1.5),
         )
         with running_simulator(time_scale=args.time_scale) as sim, live_server(settings, sim) as server:
             rss_before = rss_kib()

@@ -17,6 +17,53 @@ from schemas import (
 
 Command = Literal["interrupt", "end_session", "start"]
 KNOWN_TYPES = ("interrupt", "end_session", "control")
+# The protocol's messages are flat objects; these bounds stop a frame from reaching Python's
+# recursion limit or its 4300-digit int conversion limit, whose errors would end the session.
+MAX_JSON_DEPTH = 8
+MAX_NUMBER_CHARS = 32
+
+
+class _RefusedJSON(ValueError):
+    pass
+
+
+def _number(text: str) -> int | float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _RefusedJSON(f"a number longer than {MAX_NUMBER_CHARS} characters")
+    return float(text) if any(c in text for c in ".eE") else int(text)
+
+
+def _json_depth(text: str) -> int:
+    """The deepest nesting of objects and arrays, strings skipped; counted before parsing."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_json(text: str) -> object:
+    """json.loads with a depth and a number-size limit; every failure is a ValueError."""
+    if _json_depth(text) > MAX_JSON_DEPTH:
+        raise _RefusedJSON(f"nesting deeper than {MAX_JSON_DEPTH} levels")
+    return json.loads(text, parse_int=_number, parse_float=_number, parse_constant=_no_constant)
+
+
+def _no_constant(text: str) -> object:
+    raise _RefusedJSON(f"{text} is not JSON")
 
 
 @dataclass(frozen=True)
@@ -57,9 +104,14 @@ def read_browser_input(
     if not text.strip():
         return _error("bad_message", "Empty text frame; expected a JSON message.")
     try:
-        payload = json.loads(text)
+        payload = parse_json(text)
+    except _RefusedJSON as exc:
+        return _error("bad_message", f"Refused JSON: {exc}.")
     except json.JSONDecodeError as exc:
-        return _error("bad_message", f"Malformed JSON: {exc.msg} at position {exc.pos}.")
+        return _error("bad_message", f"Malformed JSON at position {exc.pos}.")
+    except (ValueError, RecursionError):
+        # Only our own wording reaches the browser, never Python's exception text.
+        return _error("bad_message", "Malformed JSON.")
     if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
         return _error("bad_message", 'A message must be a JSON object with a string "type".')
     if payload["type"] not in KNOWN_TYPES:

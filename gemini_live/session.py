@@ -30,6 +30,7 @@ from schemas import (
 from services.extraction import Extractor
 from services.gemini_client import LiveConnector, UpstreamKind
 from services.live_config import COMPLETE_INTAKE, function_response, live_connect_config
+from utils.audio_pacing import TOO_FAST_MESSAGE, AudioPacer
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class IntakeSession:
             fallback_every=settings.FALLBACK_EXTRACTION_TURNS,
             live_every=settings.LIVE_EXTRACTION_TURNS,
         )
+        # Owned by the browser reader: audio goes upstream at most MAX_AUDIO_SPEED x real time.
+        self._pacer = AudioPacer(rate=settings.MAX_AUDIO_SPEED)
         # Browser `interrupt`: the rest of the model's current generation is not played.
         self._muted = False
         self._patient_spoke_while_muted = False
@@ -278,7 +281,15 @@ class IntakeSession:
             match parsed:
                 case ErrorMessage():
                     self._out.message(parsed)
-                case bytes() | AudioStreamEnd():
+                case bytes():
+                    paced = self._pacer.admit(parsed)
+                    if paced.too_fast:
+                        self._out.message(ErrorMessage(code="audio_too_fast", message=TOO_FAST_MESSAGE))
+                    if paced.audio:
+                        await self._link.put(paced.audio)
+                case AudioStreamEnd():
+                    if rest := self._pacer.flush().audio:
+                        await self._link.put(rest)
                     await self._link.put(parsed)
                 case "interrupt":
                     self._interrupt_from_browser()

@@ -21,6 +21,9 @@ def settings(tmp_path: Path) -> Settings:
         _env_file=None,  # type: ignore[call-arg]
         DATA_DIR=tmp_path / "data",
         IDLE_TIMEOUT_SECONDS=30,
+        # TestClient's host; and scripted patients speak many times faster than real time.
+        ALLOWED_HOSTS=["127.0.0.1", "localhost", "testserver"],
+        MAX_AUDIO_SPEED=1000,
     )
 
 

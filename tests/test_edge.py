@@ -177,11 +177,12 @@ class ServerProcess:
         environ.update(
             UPSTREAM="simulator",
             SIMULATOR_TIME_SCALE="0.05",
+            MAX_AUDIO_SPEED="1000",
             PORT=str(self.port),
             DATA_DIR=str(self.data),
             PYTHONUNBUFFERED="1",
-            **env,
         )
+        environ.update(env)
         self._log = self.output.open("wb")
         # cwd is tmp_path so no developer .env is read.
         self.process = subprocess.Popen(
@@ -255,6 +256,40 @@ async def test_no_key_or_token_reaches_the_log_even_at_debug(server_process):
     assert '"GET /?token=[redacted] HTTP/1.1" 200' in output
     assert "/ws?api_key=[redacted]&token=[redacted]" in output
     assert "session" in output and "opened" in output
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+@pytest.mark.requires_gemini
+async def test_a_debug_run_through_a_gateway_url_with_credentials_logs_no_secret(server_process):
+    token, key, password = "tok-marker-7781", "AIzaSyMARKERkey0123456789abcdefgh", "gwpass-marker-9912"
+    with running_simulator(time_scale=0.05) as sim:
+        host = sim.base_url.split("://", 1)[1]
+        server = server_process(
+            UPSTREAM="auto",
+            GEMINI_API_KEY=key,
+            GEMINI_BASE_URL=f"https://gw:{password}@{host}",
+            GEMINI_CA_FILE=str(sim.ca_file),
+            ACCESS_TOKEN=token,
+            LOG_LEVEL="DEBUG",
+        )
+        async with httpx.AsyncClient(base_url=server.base_url) as http:
+            assert (await http.get(f"/?tok%65n={token}")).status_code == 200
+            assert (await http.get(f"/api-key-status?api%5Fkey={key}&token={token}")).status_code == 200
+            assert (await http.get("/", headers={"Authorization": f"Bearer {token}"})).status_code == 200
+            login = await http.post("/login", data={"token": token})
+            assert login.status_code == 303
+        client = await open_browser(server.ws_url, key, query=f"&token={token}")
+        await client.wait_for("turn_complete")
+        await client.ws.send('{"type": "end_session"}')
+        assert (await asyncio.wait_for(client.closed, 5))[0] == 1000
+        server.stop()
+    output = server.text()
+    for secret in (token, key, password, "MARKERkey"):
+        assert secret not in output
+    assert "x-goog-api-key" not in output.lower() and "authorization:" not in output.lower()
+    assert "GET /?tok%65n=[redacted] HTTP/1.1" in output
+    assert "session" in output and "opened" in output and "DEBUG" in output
 
 
 @pytest.mark.integration

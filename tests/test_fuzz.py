@@ -56,4 +56,5 @@ def test_random_frames_never_break_the_session(make_app, frames: list[dict[str, 
     assert raw["code"] == 1000, seen
     assert not [m for m in seen if m.get("code") == "internal_error"]
     assert upstream.closed
-    assert upstream.audio_in and upstream.audio_in[-1].data == CHUNK
+    # Frames under 20 ms are joined with the next, so the clean chunk may carry a short prefix.
+    assert upstream.audio_in and (upstream.audio_in[-1].data or b"").endswith(CHUNK)
