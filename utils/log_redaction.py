@@ -26,7 +26,19 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)[^\s\"',]+")
 _GOOGLE_KEY = re.compile(r"AIza[0-9A-Za-z_\-]{20,}")
 REDACTED = "[redacted]"
 # Loggers that write header lines (websockets' "> x-goog-api-key: …") or every URL at DEBUG/INFO.
-_NOISY = ("websockets", "httpx", "httpx2", "httpcore", "httpcore2", "google_genai", "hpack")
+# The database drivers log each statement with its parameters (patient words) at DEBUG.
+_NOISY = (
+    "websockets",
+    "httpx",
+    "httpx2",
+    "httpcore",
+    "httpcore2",
+    "google_genai",
+    "hpack",
+    "aiosqlite",
+    "asyncpg",
+    "sqlalchemy",
+)
 
 
 def _decoded_name(name: str) -> str:

@@ -13,6 +13,9 @@ from sqlalchemy import Connection, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
+# aiosqlite logs every statement with its parameters (patient words) at DEBUG: never wanted.
+logging.getLogger("aiosqlite").setLevel(logging.WARNING)
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[2]
