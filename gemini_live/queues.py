@@ -62,10 +62,13 @@ MAX_MESSAGES = 1024
 
 
 class BrowserOutbox:
-    """What goes to the browser: messages never wait behind audio; audio is bounded in bytes."""
+    """What goes to the browser: messages never wait behind audio; audio is bounded in bytes.
+
+    The one exception is the end of a turn, which follows that turn's audio: a page that stops
+    showing "speaking" at `turn_complete` must not get it before the last of the reply."""
 
     def __init__(self) -> None:
-        self._audio: deque[bytes] = deque()
+        self._audio: deque[bytes | ServerMessage] = deque()
         self._audio_bytes = 0
         self._messages: deque[ServerMessage] = deque()
         self._readable = asyncio.Event()
@@ -79,6 +82,10 @@ class BrowserOutbox:
             await self._writable.wait()
         self._audio.append(data)
         self._audio_bytes += len(data)
+        self._readable.set()
+
+    def after_audio(self, message: ServerMessage) -> None:
+        self._audio.append(message)
         self._readable.set()
 
     def message(self, message: ServerMessage) -> None:
@@ -98,7 +105,9 @@ class BrowserOutbox:
 
     def drop_audio(self) -> int:
         dropped = self._audio_bytes
+        kept = [item for item in self._audio if not isinstance(item, bytes)]
         self._audio.clear()
+        self._audio.extend(kept)
         self._audio_bytes = 0
         self._writable.set()
         return dropped
@@ -113,8 +122,9 @@ class BrowserOutbox:
             await self._readable.wait()
         if self._messages:
             return self._messages.popleft()
-        data = self._audio.popleft()
-        self._audio_bytes -= len(data)
-        if self._audio_bytes < MAX_AUDIO_BYTES:
-            self._writable.set()
-        return data
+        item = self._audio.popleft()
+        if isinstance(item, bytes):
+            self._audio_bytes -= len(item)
+            if self._audio_bytes < MAX_AUDIO_BYTES:
+                self._writable.set()
+        return item

@@ -350,7 +350,7 @@ class IntakeSession:
     def _turn_complete(self) -> None:
         self._muted = self._speaking = False
         self._record_turn(self.conversation.finalize())
-        self._out.message(TurnCompleteMessage())
+        self._out.after_audio(TurnCompleteMessage())
         if not self.recorder.busy:
             self._converse("listening")
         self.recorder.on_turn_complete()

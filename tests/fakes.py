@@ -50,16 +50,22 @@ def resumption(handle: str) -> types.LiveServerMessage:
     )
 
 
-def go_away() -> types.LiveServerMessage:
-    return types.LiveServerMessage(go_away=types.LiveServerGoAway(time_left="1s"))
+def go_away(time_left: str = "1s") -> types.LiveServerMessage:
+    return types.LiveServerMessage(go_away=types.LiveServerGoAway(time_left=time_left))
+
+
+def dropped(code: int = 1011) -> errors.APIError:
+    return errors.APIError(code, {"message": "connection lost"})
 
 
 @dataclass
 class Step:
-    """Play `messages` once the fake has received `after_chunks` audio chunks in total."""
+    """Play `messages` once the fake has received `after_chunks` audio chunks in total (and, with
+    `after_turns`, that many client-content turns: the greeting cue is the first)."""
 
     after_chunks: int
     messages: Sequence[types.LiveServerMessage | Exception]
+    after_turns: int = 0
 
 
 @dataclass
@@ -91,17 +97,25 @@ class FakeLiveSession:
 
     async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None:
         self.tool_responses.extend(function_responses)
+        async with self._condition():
+            self._condition().notify_all()
 
     async def send_client_content(
         self, *, turns: types.Content | list[types.Content], turn_complete: bool = True
     ) -> None:
         self.client_content.extend(turns if isinstance(turns, list) else [turns])
+        async with self._condition():
+            self._condition().notify_all()
 
     async def receive(self) -> AsyncIterator[types.LiveServerMessage]:
         while self.script:
             step = self.script[0]
             async with self._condition():
-                await self._condition().wait_for(lambda s=step: len(self.audio_in) >= s.after_chunks)
+                await self._condition().wait_for(
+                    lambda s=step: (
+                        len(self.audio_in) >= s.after_chunks and len(self.client_content) >= s.after_turns
+                    )
+                )
             self.script.pop(0)
             for item in step.messages:
                 if isinstance(item, Exception):

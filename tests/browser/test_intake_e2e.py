@@ -272,6 +272,15 @@ async def test_barge_in_stops_playback_within_300ms(runs: dict[str, IntakeRun]) 
     assert len(run.interrupted_turns) == 1
 
 
+async def test_the_replies_after_a_barge_in_are_heard(runs: dict[str, IntakeRun]) -> None:
+    run = runs["barge_in_correction"].check()
+    stop = run.debug["interruptions"][0]
+    played_after = (run.debug["framesPlayed"] - stop["framesAtFlush"]) / run.debug["contextSampleRate"]
+    # The scenario's replies after the correction (confirmation, summary, goodbye) last well over
+    # five seconds; a muted next reply would leave almost nothing.
+    assert played_after > 5.0, f"only {played_after:.2f} s of audio played after the barge-in"
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
 async def test_record_sections_fill_during_the_conversation(runs: dict[str, IntakeRun], name: str) -> None:
     run = runs[name].check()

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import socket
 import ssl
 import sys
@@ -24,7 +23,9 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, expect
 from playwright.async_api import Error as PlaywrightError
 
+from simulator import RunningSimulator
 from simulator.scenarios import Scenario, load_scenario
+from simulator.server import SimulatorConfig, start_simulator
 from simulator.speech import conversation_audio, write_wav
 from tests.browser.conftest import FAKE_MICROPHONE, REPO, Console, chromium
 
@@ -92,7 +93,7 @@ def free_port(host: str) -> int:
 
 
 @asynccontextmanager
-async def tablet_server(directory: Path) -> AsyncIterator[tuple[str, Path]]:
+async def tablet_server(directory: Path, sim: RunningSimulator) -> AsyncIterator[tuple[str, Path]]:
     port = free_port(LAN_HOST)
     log = directory / "server.log"
     env = {
@@ -103,13 +104,12 @@ async def tablet_server(directory: Path) -> AsyncIterator[tuple[str, Path]]:
         "DATA_DIR": str(directory / "data"),
         "KIOSK_MODE": "true",
         "KIOSK_REVIEW_SECONDS": str(REVIEW_SECONDS),
-        "UPSTREAM": "simulator",
-        "SIMULATOR_SCENARIO": FIRST,
-        "SIMULATOR_TIME_SCALE": str(TIME_SCALE),
-        "SAVE_CONVERSATIONS": "false",
-        "ENABLE_SESSION_LOGS": "false",
+        # A simulator of the test's own, with its control endpoints (an embedded one has none),
+        # so the test can switch patients between the two intakes.
+        "GEMINI_BASE_URL": sim.base_url,
+        "GEMINI_CA_FILE": str(sim.ca_file),
+        "GEMINI_API_KEY": "tablet-test-key",
     }
-    env.pop("GEMINI_API_KEY", None)
     base = f"https://{LAN_HOST}:{port}"
     with log.open("wb") as output:
         process = await asyncio.create_subprocess_exec(
@@ -154,14 +154,11 @@ def set_microphone(path: Path, scenario: str) -> None:
     staged.replace(path)
 
 
-async def simulator_scenario(log: Path, scenario: str) -> None:
-    """Points the server's built-in simulator at the next patient's scenario."""
-    text = await asyncio.to_thread(log.read_text, errors="replace")
-    found = re.search(r"SIMULATOR at (https://\S+)", text)
-    assert found, "the server log names its simulator"
+async def simulator_scenario(sim: RunningSimulator, scenario: str) -> None:
+    """Points the test's simulator at the next patient's scenario."""
     # The simulator's own throwaway certificate; this control call is test plumbing.
-    async with httpx.AsyncClient(verify=False, timeout=5) as client:
-        answer = await client.post(f"{found.group(1)}/_defaults", json={"scenario": scenario})
+    async with httpx.AsyncClient(verify=str(sim.ca_file), timeout=5) as client:
+        answer = await client.post(f"{sim.base_url}/_defaults", json={"scenario": scenario})
         answer.raise_for_status()
 
 
@@ -239,22 +236,30 @@ async def run_tablet(directory: Path) -> TabletRun:
     set_microphone(microphone, FIRST)
     log = directory / "server.log"
     try:
-        async with tablet_server(directory) as (base, log):
-            async with chromium(
-                directory / "profile",
-                *FAKE_MICROPHONE,
-                f"--use-file-for-fake-audio-capture={microphone}%noloop",
-                "--ignore-certificate-errors",
-                accept_downloads=True,
-            ) as context:
-                await hold_both(run, context, base, log, microphone)
+        config = SimulatorConfig(
+            host="127.0.0.1", port=0, tls=True, scenario=FIRST, time_scale=TIME_SCALE, controls=True
+        )
+        with start_simulator(config) as sim:
+            async with (
+                tablet_server(directory, sim) as (base, log),
+                chromium(
+                    directory / "profile",
+                    *FAKE_MICROPHONE,
+                    f"--use-file-for-fake-audio-capture={microphone}%noloop",
+                    "--ignore-certificate-errors",
+                    accept_downloads=True,
+                ) as context,
+            ):
+                await hold_both(run, context, base, log, microphone, sim)
     except (PlaywrightError, AssertionError, RuntimeError, TimeoutError, httpx.HTTPError) as exc:
         tail = log.read_text(errors="replace")[-3000:] if log.exists() else ""
         run.failure = f"{type(exc).__name__}: {exc}\n--- server log (tail) ---\n{tail}"
     return run
 
 
-async def hold_both(run: TabletRun, context: BrowserContext, base: str, log: Path, microphone: Path) -> None:
+async def hold_both(
+    run: TabletRun, context: BrowserContext, base: str, log: Path, microphone: Path, sim: RunningSimulator
+) -> None:
     page = await context.new_page()
     run.console = Console.watch(page)
     page.on("websocket", lambda socket: run.socket_urls.append(socket.url))
@@ -267,7 +272,7 @@ async def hold_both(run: TabletRun, context: BrowserContext, base: str, log: Pat
     run.first.after = await leftovers(page, first_words)
 
     set_microphone(microphone, SECOND)
-    await simulator_scenario(log, SECOND)
+    await simulator_scenario(sim, SECOND)
     watcher = asyncio.create_task(watch_second_intake(run, page, first_words), name="watch-second")
     try:
         await hold_intake(run, page, run.second)
