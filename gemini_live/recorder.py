@@ -89,6 +89,9 @@ class IntakeRecorder:
         task = asyncio.create_task(self._guarded(body), name=f"extraction:{self._session_id}")
         self._running[task] = call_id
         task.add_done_callback(self._running.pop)
+        # A task cancelled before its first step never starts `body`; close it so it is not left
+        # unawaited (closing a finished coroutine does nothing).
+        task.add_done_callback(lambda _: body.close())
 
     async def _guarded(self, body: Coroutine[Any, Any, None]) -> None:
         # The task's boundary: nothing escapes into "Task exception was never retrieved".

@@ -1,3 +1,5 @@
+import gc
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -53,3 +55,28 @@ def make_app(settings: Settings) -> AppFactory:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     yield from storage_support.database(request.param, tmp_path)
+
+
+class _LostTaskErrors(logging.Handler):
+    """asyncio reports an exception nobody awaited only in its log; a test must not pass over one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lost: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "exception was never retrieved" in message or "was never awaited" in message:
+            self.lost.append(message)
+
+
+@pytest.fixture(autouse=True)
+def no_lost_task_errors() -> Iterator[None]:
+    handler = _LostTaskErrors()
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        yield
+        gc.collect()
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    assert not handler.lost, f"a task's exception was never retrieved: {handler.lost}"

@@ -157,7 +157,8 @@ def set_microphone(path: Path, scenario: str) -> None:
 async def simulator_scenario(sim: RunningSimulator, scenario: str) -> None:
     """Points the test's simulator at the next patient's scenario."""
     # The simulator's own throwaway certificate; this control call is test plumbing.
-    async with httpx.AsyncClient(verify=str(sim.ca_file), timeout=5) as client:
+    trusted = ssl.create_default_context(cafile=str(sim.ca_file))
+    async with httpx.AsyncClient(verify=trusted, timeout=5) as client:
         answer = await client.post(f"{sim.base_url}/_defaults", json={"scenario": scenario})
         answer.raise_for_status()
 
