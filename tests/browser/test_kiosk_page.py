@@ -98,7 +98,7 @@ async def test_unanswered_idle_prompt_ends_the_intake_and_clears_the_page(
 
     await expect(page.get_by_test_id("idle-prompt")).to_be_visible(timeout=5000)
     await until(lambda: "end_session" in sent_types(server), "end_session", within=5)
-    server.sockets[-1].close(code=1000, reason="end_session")
+    await server.sockets[-1].close(code=1000, reason="end_session")
 
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "idle", timeout=5000)
     await expect(page.get_by_test_id("idle-prompt")).to_be_hidden()
@@ -168,14 +168,16 @@ async def test_server_ending_a_finished_intake_is_the_normal_end(
     server.send("extracted_data", data=RECORD, final=True)
     server.send("intake_complete", message="Your intake is saved.")
     server.send("transcript", role="assistant", text="Thank you, goodbye.")
-    server.sockets[-1].close(code=1000, reason="intake_complete")
+    await server.sockets[-1].close(code=1000, reason="intake_complete")
 
     await expect(page.get_by_test_id("intake-complete")).to_be_visible()
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "done")
     await expect(page.get_by_role("alert")).to_be_hidden()
     await expect(page.get_by_test_id("reconnect")).to_be_hidden()
     # Leaving the review starts afresh, still as an ordinary page.
-    await page.get_by_role("button", name="Start a new intake").click()
+    # With the socket already closed by the server, leaving the review loads the page afresh.
+    async with page.expect_navigation():
+        await page.get_by_role("button", name="Start a new intake").click()
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "idle", timeout=5000)
     await start_listening(page, server, sockets=2)
     assert console.errors == []
