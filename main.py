@@ -26,6 +26,7 @@ from edge_transport import uvicorn_config
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
 from schemas import ErrorMessage
+from services import metrics
 from services.extraction import Extractor, IntakeExtractor
 from services.gemini_client import (
     GenaiConnector,
@@ -129,11 +130,17 @@ def create_app(
             clients=clients or _google_clients(settings, target),
             records=storage.store,
         )
+        registry = app.state.intake.registry
+        metrics.watch_queues(
+            lambda: (s.queue_depths() for s in registry.sessions if isinstance(s, IntakeSession))
+        )
+        loop_lag = asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")
         scheme = "https" if settings.serves_tls else "http"
         logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
             yield
         finally:
+            loop_lag.cancel()
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
             resolved.stop()
             await storage.close()
@@ -205,6 +212,8 @@ def create_app(
         }
 
     app.include_router(intakes_router)
+    token = settings.METRICS_TOKEN.get_secret_value() if settings.METRICS_TOKEN else None
+    app.add_api_route("/metrics", metrics.metrics_endpoint(token), include_in_schema=False)
 
     app.include_router(tablet_routes(settings))
     if WEB_DIR.is_dir():
@@ -292,6 +301,7 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
         await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=why), 1013)
         return
     registry.reserve(client)
+    metrics.SESSIONS_ACTIVE.inc()
     session: IntakeSession | None = None
     try:
         await websocket.accept()
@@ -316,6 +326,8 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
         )
     finally:
         registry.release(client, session)
+        metrics.SESSIONS_ACTIVE.dec()
+    metrics.SESSIONS_ENDED.labels(outcome.reason).inc()
     if session is not None:
         logger.info("session %s closed: %s", session.id, outcome.reason)
     await _close(websocket, outcome)
