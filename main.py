@@ -25,15 +25,16 @@ from edge import EdgeGuard, presented_token, secure_storage, token_matches
 from edge_transport import uvicorn_config
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
+from gemini_live.shared_admission import SharedAdmission, Slot
 from schemas import ErrorMessage
 from services import metrics
 from services.extraction import Extractor, IntakeExtractor
 from services.gemini_client import (
+    ClientPool,
     GenaiConnector,
     LiveConnector,
     UpstreamKind,
     UpstreamTarget,
-    close_client,
 )
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
@@ -105,6 +106,8 @@ class AppState:
     clients: ClientsFactory
     records: IntakeStore
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
+    # Set with REDIS_URL: the limits hold across every process sharing that Redis.
+    shared: SharedAdmission | None = None
 
 
 def create_app(
@@ -120,28 +123,35 @@ def create_app(
         secure_storage(settings)
         storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
-        target = resolved.target
+        pool = ClientPool(resolved.target, keep=resolved.server_key)
         app.state.intake = AppState(
             settings=settings,
             upstream=resolved,
             registry=SessionRegistry(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
-            clients=clients or _google_clients(settings, target),
+            clients=clients or _google_clients(settings, pool),
             records=storage.store,
+            shared=_shared_admission(settings),
         )
         registry = app.state.intake.registry
         metrics.watch_queues(
             lambda: (s.queue_depths() for s in registry.sessions if isinstance(s, IntakeSession))
         )
-        loop_lag = asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")
+        background = [asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")]
+        if (shared := app.state.intake.shared) is not None:
+            background.append(asyncio.create_task(shared.renew_forever(), name="admission-renew"))
         scheme = "https" if settings.serves_tls else "http"
         logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
             yield
         finally:
-            loop_lag.cancel()
+            for task in background:
+                task.cancel()
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
+            await pool.close()
+            if shared is not None:
+                await shared.close()
             resolved.stop()
             await storage.close()
 
@@ -226,19 +236,32 @@ def create_app(
     return app
 
 
-def _google_clients(settings: Settings, target: UpstreamTarget) -> ClientsFactory:
+def _google_clients(settings: Settings, pool: ClientPool) -> ClientsFactory:
     def clients(key: str) -> SessionClients:
-        # One client per session: a browser-supplied key must never be shared.
-        client = target.client(key)
+        # Sessions share a client only with sessions holding the same key.
+        client = pool.acquire(key)
         return SessionClients(
             GenaiConnector(client, settings.GEMINI_LIVE_MODEL),
             IntakeExtractor(
                 client, settings.GEMINI_EXTRACTION_MODEL, timeout=settings.EXTRACTION_TIMEOUT_SECONDS
             ),
-            release=lambda: close_client(client),
+            release=lambda: pool.release(key),
         )
 
     return clients
+
+
+def _shared_admission(settings: Settings) -> SharedAdmission | None:
+    if settings.REDIS_URL is None:
+        return None
+    from redis.asyncio import Redis
+
+    return SharedAdmission(
+        Redis.from_url(settings.REDIS_URL.get_secret_value()),
+        max_sessions=settings.MAX_SESSIONS,
+        max_per_client=settings.MAX_SESSIONS_PER_CLIENT,
+        prefix=settings.REDIS_KEY_PREFIX,
+    )
 
 
 def browser_key_allowed(app_state: AppState) -> bool:
@@ -300,6 +323,13 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     if (why := registry.refusal(client)) is not None:
         await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=why), 1013)
         return
+    slot: Slot | None = None
+    if app_state.shared is not None:
+        admitted = await app_state.shared.admit(client)
+        if isinstance(admitted, str):
+            await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=admitted), 1013)
+            return
+        slot = admitted
     registry.reserve(client)
     metrics.SESSIONS_ACTIVE.inc()
     session: IntakeSession | None = None
@@ -327,6 +357,8 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     finally:
         registry.release(client, session)
         metrics.SESSIONS_ACTIVE.dec()
+        if slot is not None and app_state.shared is not None:
+            await app_state.shared.release(slot)
     metrics.SESSIONS_ENDED.labels(outcome.reason).inc()
     if session is not None:
         logger.info("session %s closed: %s", session.id, outcome.reason)

@@ -36,6 +36,8 @@ CONNECT_SECONDS = 60.0
 DRAIN_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
+# --profile: the server runs under cProfile and writes its statistics here on exit.
+PROFILE: Path | None = None
 
 
 @dataclass
@@ -80,7 +82,7 @@ def tree(pid: int) -> list[int]:
     return [pid, *found]
 
 
-def start_simulator(stack: ExitStack) -> tuple[str, str]:
+def start_simulator(stack: ExitStack) -> tuple[str, str, int]:
     command = [*pinned(1), sys.executable, "-m", "simulator", "--port", "0", "--options", "echo"]
     process = subprocess.Popen(
         [*command, "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -89,7 +91,7 @@ def start_simulator(stack: ExitStack) -> tuple[str, str]:
     assert process.stdout is not None
     base_url = process.stdout.readline().split(": ", 1)[1].strip()
     ca_file = process.stdout.readline().split(": ", 1)[1].strip()
-    return base_url, ca_file
+    return base_url, ca_file, process.pid
 
 
 def start_server(
@@ -111,7 +113,8 @@ def start_server(
         "STALL_TIMEOUT_SECONDS": "600",
     }
     env.pop("DATABASE_URL", None)
-    server = subprocess.Popen([*pinned(0), sys.executable, "main.py"], cwd=server_dir, env=env)
+    profile = ["-m", "cProfile", "-o", str(PROFILE)] if PROFILE else []
+    server = subprocess.Popen([*pinned(0), sys.executable, *profile, "main.py"], cwd=server_dir, env=env)
     stack.callback(_stop, server)
     deadline = time.monotonic() + 30
     while True:
@@ -182,7 +185,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def run_load(port: int, server_pid: int, sessions: int, seconds: float) -> dict[str, float]:
+async def run_load(
+    port: int, server_pid: int, sim_pid: int, sessions: int, seconds: float
+) -> dict[str, float]:
     url = f"ws://127.0.0.1:{port}/ws"
     pids = tree(server_pid)
     rss_idle = sum(rss_kib(p) for p in pids)
@@ -195,9 +200,12 @@ async def run_load(port: int, server_pid: int, sessions: int, seconds: float) ->
     await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
     settled.cancel()
     steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
+    # The other core's load: if it is saturated, the round trip measures it, not the relay.
+    other_from = cpu_seconds(sim_pid) + time.process_time()
     await asyncio.sleep(max(0.0, until - time.perf_counter() - 0.5))
     steady = time.perf_counter() - steady_from
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_from
+    other = cpu_seconds(sim_pid) + time.process_time() - other_from
     rss_loaded = sum(rss_kib(p) for p in pids)
     await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
     trips = [t for r in results for t in r.round_trips]
@@ -211,6 +219,8 @@ async def run_load(port: int, server_pid: int, sessions: int, seconds: float) ->
         "cpu_per_session_s": cpu / (sessions * steady) if steady > 0 else float("nan"),
         "rss_per_session_kb": (rss_loaded - rss_idle) * 1.024 / sessions,
         "ready_p99_ms": percentile(ready, 0.99) * 1000,
+        "server_core": cpu / steady if steady > 0 else float("nan"),
+        "other_core": other / steady if steady > 0 else float("nan"),
     }
 
 
@@ -228,10 +238,10 @@ def left_open(port: int, base_url: str, ca_file: str) -> tuple[int, int]:
 
 def bench(sessions: int, seconds: float, server_dir: Path) -> dict[str, float]:
     with ExitStack() as stack:
-        base_url, ca_file = start_simulator(stack)
+        base_url, ca_file, sim_pid = start_simulator(stack)
         server, port = start_server(stack, server_dir, base_url, ca_file, sessions)
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        figures = asyncio.run(run_load(port, server.pid, sessions, seconds))
+        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds))
         figures["server_open"], figures["simulator_open"] = left_open(port, base_url, ca_file)
         return figures
 
@@ -243,11 +253,14 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--server-dir", type=Path, default=ROOT, help="a checkout whose main.py to run")
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile, writing here")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile.resolve() if args.profile else None
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
-        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12}"
+        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'core0/core1 busy':>16}"
     )
     for n in args.sessions:
         f = bench(n, args.seconds, args.server_dir.resolve())
@@ -256,6 +269,7 @@ def main() -> None:
             f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
             f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f}",
             f"{f['server_open']:>5.0f}/{f['simulator_open']:.0f}",
+            f"{f['server_core']:>10.0%}/{f['other_core']:.0%}",
         ]
         print(" ".join(columns), flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

@@ -18,12 +18,16 @@ _MIME = f"audio/pcm;rate={MODEL_RATE}"
 
 
 async def run_echo(websocket: WebSocket, record: SessionStats) -> Ending:
+    try:
+        return await _echo(websocket, record)
+    except WebSocketDisconnect as exc:
+        return ClientGone(exc.code)
+
+
+async def _echo(websocket: WebSocket, record: SessionStats) -> Ending:
     await websocket.send_bytes(protocol.encode(protocol.setup_complete()))
     while True:
-        try:
-            raw = await websocket.receive()
-        except WebSocketDisconnect as exc:
-            return ClientGone(exc.code)
+        raw = await websocket.receive()
         if raw["type"] == "websocket.disconnect":
             return ClientGone(int(raw.get("code", 1005)))
         data = raw.get("bytes") or raw.get("text")
