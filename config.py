@@ -177,6 +177,8 @@ class Settings(BaseSettings):
     WORKERS: int = Field(1, ge=1, le=64)
     # Set: MAX_SESSIONS and MAX_SESSIONS_PER_CLIENT hold across every process using this Redis.
     REDIS_URL: SecretStr | None = None
+    # Keys in Redis start with this, so several deployments can share one Redis.
+    REDIS_KEY_PREFIX: str = Field("intake", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @field_validator("ALLOWED_HOSTS", "FORWARDED_ALLOW_IPS", mode="before")
     @classmethod
