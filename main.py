@@ -440,8 +440,37 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> Non
     IntakeServer(config, app).run(sockets=sockets)
 
 
+def serve_workers(settings: Settings, sockets: list[socket.socket]) -> None:
+    if settings.WORKERS == 1:
+        serve(settings, sockets)
+        return
+    from workers import run_workers
+
+    # The schema and certificate are made once here, so the workers find them rather than race.
+    try:
+        asyncio.run(_check_storage(settings))
+    except SchemaOutdated as exc:
+        sys.exit(f"refusing to start: {exc}")
+    if settings.TLS_SELF_SIGNED:
+        ensure_certificate(settings.DATA_DIR / TLS_DIR, settings.HOST)
+    sys.exit(run_workers(settings.WORKERS, lambda: serve(settings, sockets)))
+
+
+# `uvicorn main:app --workers N` (or gunicorn's uvicorn worker) builds the app from the
+# environment and .env in each process, on first use rather than at import.
+app: FastAPI
+
+
+def __getattr__(name: str) -> FastAPI:
+    if name != "app":
+        raise AttributeError(name)
+    global app
+    app = create_app()
+    return app
+
+
 if __name__ == "__main__":
     from startup import checked_start
 
     settings, listener = checked_start()
-    serve(settings, [listener])
+    serve_workers(settings, [listener])

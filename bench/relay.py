@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ async def one_session(url: str, started: float, until: float, result: SessionRes
             except TimeoutError:
                 result.error = "no close after end_session"
     except (OSError, ConnectionClosed, TimeoutError) as exc:
-        result.error = type(exc).__name__
+        result.error = f"{type(exc).__name__}: {exc}"[:80]
     finally:
         result.settled.set()
 
@@ -210,6 +211,9 @@ async def run_load(
     await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
     trips = [t for r in results for t in r.round_trips]
     ready = [r.ready_after for r in results if r.ready_after is not None]
+    errors = Counter(r.error for r in results if r.error is not None)
+    if errors:
+        print(f"  N={sessions} session errors: {dict(errors)}", file=sys.stderr)
     return {
         "ready": len(ready),
         "errors": sum(r.error is not None for r in results),
