@@ -26,6 +26,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import certifi
 import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
@@ -100,11 +101,15 @@ def start_server(
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
+    # Trusted as Google is in production: the public CA bundle (plus the simulator's CA) through
+    # SSL_CERT_FILE, so whatever loads a certificate store per session pays what it would there.
+    bundle = Path(data) / "trust.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + Path(ca_file).read_text())
     env = {
         **os.environ,
         "GEMINI_API_KEY": "sim:simple_visit;echo",
         "GEMINI_BASE_URL": base_url,
-        "GEMINI_CA_FILE": ca_file,
+        "SSL_CERT_FILE": str(bundle),
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "DATA_DIR": data,
