@@ -275,7 +275,6 @@ class IntakeSession:
             try:
                 async with asyncio.timeout(limits.IDLE_TIMEOUT_SECONDS):
                     raw = await self._ws.receive()
-                received_at = time.perf_counter()
             except TimeoutError:
                 raise SessionEnded(
                     "idle_timeout",
@@ -297,7 +296,7 @@ class IntakeSession:
                     if paced.too_fast:
                         self._out.message(ErrorMessage(code="audio_too_fast", message=TOO_FAST_MESSAGE))
                     if paced.audio:
-                        await self._link.put(paced.audio, received_at)
+                        await self._link.put(paced.audio)
                 case AudioStreamEnd():
                     if rest := self._pacer.flush().audio:
                         await self._link.put(rest)
@@ -358,8 +357,8 @@ class IntakeSession:
             self._speaking = True
             self._reply_at, self._heard_at = self._heard_at, 0.0
             self._converse("speaking")
-        if not self._out.audio_bytes:
-            self._down_at = self._link.message_at
+        if not self._down_at and not self._out.audio_bytes:
+            self._down_at = time.perf_counter()
         await self._out.audio(data)
 
     def _turn_complete(self) -> None:

@@ -132,19 +132,17 @@ class UpstreamLink:
     # A model reply is being generated (audio or its transcript) and has not ended yet.
     in_reply: bool = False
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
-    # When the newest upstream message arrived, and when the browser frame being timed arrived
-    # (0.0: none); the relay-latency histograms are fed from these without any per-frame object.
-    message_at: float = 0.0
+    # When the browser frame being timed was handed over (0.0: none being timed).
     _probe_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._replay = ReplayBuffer(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
         self._connected_once = False
 
-    async def put(self, item: bytes | AudioStreamEnd, received_at: float = 0.0) -> None:
+    async def put(self, item: bytes | AudioStreamEnd) -> None:
         # Only a frame that finds the mailbox empty is timed: it is the next one the sender sends.
-        if received_at and not self._probe_at and not len(self.mailbox):
-            self._probe_at = received_at
+        if not self._probe_at and not len(self.mailbox):
+            self._probe_at = time.perf_counter()
         await self.mailbox.put(item)
 
     def send_tool_response(self, *responses: types.FunctionResponse) -> None:
@@ -308,7 +306,6 @@ class UpstreamLink:
             async with asyncio.timeout(None) as deadline:
                 while True:
                     async for message in upstream.receive():
-                        self.message_at = time.perf_counter()
                         self._track(message)
                         await self.listener.on_message(message)
                         if message.go_away is not None and not leaving:

@@ -29,7 +29,7 @@ REPLY_LATENCY = Histogram(
 )
 _RELAY = Histogram(
     "intake_relay_latency_seconds",
-    "Time the relay holds an audio frame: read from one side to written to the other",
+    "Time the relay holds an audio frame: handed to its queue to written to the other side",
     ["direction"],
     buckets=RELAY_BUCKETS,
 )
