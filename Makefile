@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench system-deps
+.PHONY: run test lint bench bench-relay system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,7 @@ test: $(VENV)/.dev system-deps lint
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.load_and_fault
+
+# Relay overhead at N = 50, 200 and 500 sessions (server pinned to one core; see bench/relay.py).
+bench-relay: $(VENV)/.dev
+	$(BIN)/python -m bench.relay --sessions 50 200 500 --seconds 20

@@ -171,6 +171,14 @@ class Settings(BaseSettings):
     # dropped with `audio_too_fast`. Upstream audio is billed per second.
     MAX_AUDIO_SPEED: float = Field(1.2, ge=1.0)
     HEADER_TIMEOUT_SECONDS: float = Field(10.0, gt=0, le=120)
+    # Metrics and scale-out (issue 14). Unset METRICS_TOKEN: /metrics answers 404.
+    METRICS_TOKEN: SecretStr | None = None
+    # Processes `python main.py` runs (uvicorn workers); each holds its own sessions.
+    WORKERS: int = Field(1, ge=1, le=64)
+    # Set: MAX_SESSIONS and MAX_SESSIONS_PER_CLIENT hold across every process using this Redis.
+    REDIS_URL: SecretStr | None = None
+    # Keys in Redis start with this, so several deployments can share one Redis.
+    REDIS_KEY_PREFIX: str = Field("intake", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
     @field_validator("ALLOWED_HOSTS", "FORWARDED_ALLOW_IPS", mode="before")
     @classmethod
@@ -201,7 +209,9 @@ class Settings(BaseSettings):
         scheme = "https" if self.serves_tls else "http"
         return f"{scheme}://{host}:{self.PORT}"
 
-    @field_validator("GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", mode="before")
+    @field_validator(
+        "GEMINI_API_KEY", "ACCESS_TOKEN", "DATABASE_URL", "METRICS_TOKEN", "REDIS_URL", mode="before"
+    )
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         if isinstance(value, str) and not value.strip():

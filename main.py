@@ -25,14 +25,16 @@ from edge import EdgeGuard, presented_token, secure_storage, token_matches
 from edge_transport import uvicorn_config
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
+from gemini_live.shared_admission import SharedAdmission, Slot
 from schemas import ErrorMessage
+from services import metrics
 from services.extraction import Extractor, IntakeExtractor
 from services.gemini_client import (
+    ClientPool,
     GenaiConnector,
     LiveConnector,
     UpstreamKind,
     UpstreamTarget,
-    close_client,
 )
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
@@ -104,6 +106,8 @@ class AppState:
     clients: ClientsFactory
     records: IntakeStore
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
+    # Set with REDIS_URL: the limits hold across every process sharing that Redis.
+    shared: SharedAdmission | None = None
 
 
 def create_app(
@@ -119,22 +123,35 @@ def create_app(
         secure_storage(settings)
         storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
-        target = resolved.target
+        pool = ClientPool(resolved.target, keep=resolved.server_key)
         app.state.intake = AppState(
             settings=settings,
             upstream=resolved,
             registry=SessionRegistry(
                 max_sessions=settings.MAX_SESSIONS, max_per_client=settings.MAX_SESSIONS_PER_CLIENT
             ),
-            clients=clients or _google_clients(settings, target),
+            clients=clients or _google_clients(settings, pool),
             records=storage.store,
+            shared=_shared_admission(settings),
         )
+        registry = app.state.intake.registry
+        metrics.watch_queues(
+            lambda: (s.queue_depths() for s in registry.sessions if isinstance(s, IntakeSession))
+        )
+        background = [asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")]
+        if (shared := app.state.intake.shared) is not None:
+            background.append(asyncio.create_task(shared.renew_forever(), name="admission-renew"))
         scheme = "https" if settings.serves_tls else "http"
         logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
             yield
         finally:
+            for task in background:
+                task.cancel()
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
+            await pool.close()
+            if shared is not None:
+                await shared.close()
             resolved.stop()
             await storage.close()
 
@@ -205,6 +222,8 @@ def create_app(
         }
 
     app.include_router(intakes_router)
+    token = settings.METRICS_TOKEN.get_secret_value() if settings.METRICS_TOKEN else None
+    app.add_api_route("/metrics", metrics.metrics_endpoint(token), include_in_schema=False)
 
     app.include_router(tablet_routes(settings))
     if WEB_DIR.is_dir():
@@ -217,19 +236,32 @@ def create_app(
     return app
 
 
-def _google_clients(settings: Settings, target: UpstreamTarget) -> ClientsFactory:
+def _google_clients(settings: Settings, pool: ClientPool) -> ClientsFactory:
     def clients(key: str) -> SessionClients:
-        # One client per session: a browser-supplied key must never be shared.
-        client = target.client(key)
+        # Sessions share a client only with sessions holding the same key.
+        client = pool.acquire(key)
         return SessionClients(
             GenaiConnector(client, settings.GEMINI_LIVE_MODEL),
             IntakeExtractor(
                 client, settings.GEMINI_EXTRACTION_MODEL, timeout=settings.EXTRACTION_TIMEOUT_SECONDS
             ),
-            release=lambda: close_client(client),
+            release=lambda: pool.release(key),
         )
 
     return clients
+
+
+def _shared_admission(settings: Settings) -> SharedAdmission | None:
+    if settings.REDIS_URL is None:
+        return None
+    from redis.asyncio import Redis
+
+    return SharedAdmission(
+        Redis.from_url(settings.REDIS_URL.get_secret_value()),
+        max_sessions=settings.MAX_SESSIONS,
+        max_per_client=settings.MAX_SESSIONS_PER_CLIENT,
+        prefix=settings.REDIS_KEY_PREFIX,
+    )
 
 
 def browser_key_allowed(app_state: AppState) -> bool:
@@ -291,7 +323,15 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
     if (why := registry.refusal(client)) is not None:
         await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=why), 1013)
         return
+    slot: Slot | None = None
+    if app_state.shared is not None:
+        admitted = await app_state.shared.admit(client)
+        if isinstance(admitted, str):
+            await _refuse(websocket, ErrorMessage(code="too_many_sessions", message=admitted), 1013)
+            return
+        slot = admitted
     registry.reserve(client)
+    metrics.SESSIONS_ACTIVE.inc()
     session: IntakeSession | None = None
     try:
         await websocket.accept()
@@ -316,6 +356,10 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
         )
     finally:
         registry.release(client, session)
+        metrics.SESSIONS_ACTIVE.dec()
+        if slot is not None and app_state.shared is not None:
+            await app_state.shared.release(slot)
+    metrics.SESSIONS_ENDED.labels(outcome.reason).inc()
     if session is not None:
         logger.info("session %s closed: %s", session.id, outcome.reason)
     await _close(websocket, outcome)
@@ -396,8 +440,37 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> Non
     IntakeServer(config, app).run(sockets=sockets)
 
 
+def serve_workers(settings: Settings, sockets: list[socket.socket]) -> None:
+    if settings.WORKERS == 1:
+        serve(settings, sockets)
+        return
+    from workers import run_workers
+
+    # The schema and certificate are made once here, so the workers find them rather than race.
+    try:
+        asyncio.run(_check_storage(settings))
+    except SchemaOutdated as exc:
+        sys.exit(f"refusing to start: {exc}")
+    if settings.TLS_SELF_SIGNED:
+        ensure_certificate(settings.DATA_DIR / TLS_DIR, settings.HOST)
+    sys.exit(run_workers(settings.WORKERS, lambda: serve(settings, sockets)))
+
+
+# `uvicorn main:app --workers N` (or gunicorn's uvicorn worker) builds the app from the
+# environment and .env in each process, on first use rather than at import.
+app: FastAPI
+
+
+def __getattr__(name: str) -> FastAPI:
+    if name != "app":
+        raise AttributeError(name)
+    global app
+    app = create_app()
+    return app
+
+
 if __name__ == "__main__":
     from startup import checked_start
 
     settings, listener = checked_start()
-    serve(settings, [listener])
+    serve_workers(settings, [listener])

@@ -23,6 +23,10 @@ class SessionRegistry:
     def open_sessions(self) -> int:
         return sum(self._per_client.values())
 
+    @property
+    def sessions(self) -> list[Stoppable]:
+        return list(self._sessions)
+
     def refusal(self, client: str) -> str | None:
         """Why a new session from `client` must be refused, or None to admit it."""
         if self.shutting_down:

@@ -38,6 +38,9 @@ class SenderMailbox(Generic[Event, Item]):
     def full(self) -> bool:
         return len(self._items) >= self._max
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def post(self, event: Event) -> None:
         self._events.append(event)
         self._readable.set()
@@ -115,6 +118,10 @@ class BrowserOutbox:
     @property
     def audio_bytes(self) -> int:
         return self._audio_bytes
+
+    @property
+    def queued_messages(self) -> int:
+        return len(self._messages)
 
     async def get(self) -> bytes | ServerMessage:
         while not (self._messages or self._audio):

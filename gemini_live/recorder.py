@@ -10,6 +10,7 @@ from google.genai import types
 from gemini_live.records import IntakeStatus, SessionRecords, StorageError
 from gemini_live.transcript import ConversationLog
 from schemas import ErrorMessage, ExtractedDataMessage, IntakeCompleteMessage, MedicalIntake, ServerMessage
+from services import metrics
 from services.extraction import ExtractionError, Extractor
 from utils.validators import missing_sections
 
@@ -59,6 +60,7 @@ class IntakeRecorder:
         return bool(self._running)
 
     def on_complete_intake(self, call: types.FunctionCall) -> None:
+        metrics.COMPLETE_INTAKE_CALLS.inc()
         self._intake_called = True
         # A progress extraction finishing after the final one would overwrite it on the page.
         for task, running_call in list(self._running.items()):
@@ -118,6 +120,7 @@ class IntakeRecorder:
             logger.exception("session %s: extraction failed", self._session_id)
         else:
             latency = loop.time() - started
+            metrics.extraction("final" if final else "progress", ok=True, latency=latency)
             self._records.event(
                 "extraction",
                 ok=True,
@@ -127,6 +130,7 @@ class IntakeRecorder:
                 latency_s=round(latency, 3),
             )
             return record, warnings, latency
+        metrics.extraction("final" if final else "progress", ok=False)
         self._records.event("extraction", ok=False, final=final, error=reason)
         self._emit(
             ErrorMessage(code="extraction_failed", message=f"Could not build the intake record: {reason}")

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +28,7 @@ from schemas import (
     TranscriptMessage,
     TurnCompleteMessage,
 )
+from services import metrics
 from services.extraction import Extractor
 from services.gemini_client import LiveConnector, UpstreamKind
 from services.live_config import COMPLETE_INTAKE, function_response, live_connect_config
@@ -131,6 +133,14 @@ class IntakeSession:
         self._finished = False
         self._closed = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
+        # perf_counter stamps for the metrics (0.0: nothing being timed): the patient's last words
+        # heard, the reply audio they led to, and a model audio chunk waiting in an empty outbox.
+        self._heard_at = 0.0
+        self._reply_at = 0.0
+        self._down_at = 0.0
+
+    def queue_depths(self) -> tuple[int, int, int]:
+        return len(self._link.mailbox), self._out.audio_bytes, self._out.queued_messages
 
     async def run(self) -> SessionEnded:
         self._records.started(
@@ -331,6 +341,7 @@ class IntakeSession:
         if self._muted:
             self._patient_spoke_while_muted = True
         self._postpone_end()
+        self._heard_at = time.perf_counter()
         self._transcript("patient", text)
         self._arm_stall()
 
@@ -344,7 +355,10 @@ class IntakeSession:
             self._muted = False
         if not self._speaking:
             self._speaking = True
+            self._reply_at, self._heard_at = self._heard_at, 0.0
             self._converse("speaking")
+        if not self._down_at and not self._out.audio_bytes:
+            self._down_at = time.perf_counter()
         await self._out.audio(data)
 
     def _turn_complete(self) -> None:
@@ -359,7 +373,8 @@ class IntakeSession:
 
     def _interrupted_upstream(self) -> None:
         """Gemini heard the patient over its reply: drop what is queued, and play what comes next."""
-        self._out.drop_audio()
+        metrics.DROPPED_BARGE_IN.inc(self._out.drop_audio())
+        self._down_at = 0.0
         self._out.message(InterruptedMessage())
         if self.conversation.speaking == "assistant":
             self._record_turn(self.conversation.finalize(interrupted=True))
@@ -367,7 +382,8 @@ class IntakeSession:
         self._converse("listening")
 
     def _interrupt_from_browser(self) -> None:
-        self._out.drop_audio()
+        metrics.DROPPED_BARGE_IN.inc(self._out.drop_audio())
+        self._down_at = 0.0
         if self._speaking or self._link.in_reply:
             # The model keeps generating after a local interrupt; the rest of that generation is
             # not played. It ends at turn_complete, interrupted, or a new turn after new speech.
@@ -481,10 +497,22 @@ class IntakeSession:
             try:
                 if isinstance(item, bytes):
                     await self._ws.send_bytes(item)
+                    self._audio_sent()
                 else:
                     await self._ws.send_text(item.model_dump_json(exclude_none=True))
             except (WebSocketDisconnect, OSError, RuntimeError):
                 return
+
+    def _audio_sent(self) -> None:
+        metrics.FRAMES_DOWN.inc()
+        if self._down_at or self._reply_at:
+            now = time.perf_counter()
+            if self._down_at:
+                metrics.RELAY_DOWN.observe(now - self._down_at)
+                self._down_at = 0.0
+            if self._reply_at:
+                metrics.REPLY_LATENCY.observe(now - self._reply_at)
+                self._reply_at = 0.0
 
     async def finish(self, reason: str) -> None:
         """Idempotent teardown: let extraction in flight finish (bounded), save, audit, release."""
@@ -498,6 +526,7 @@ class IntakeSession:
             await self.recorder.drain(self._settings.SHUTDOWN_GRACE_SECONDS)
             self._record_turn(self.conversation.finalize())
             status = self.recorder.status_at_end()
+            metrics.INTAKES_ENDED.labels(status).inc()
             self._records.event("session_end", reason=reason, turns=len(self.conversation), status=status)
             try:
                 await self._records.ended(reason=reason, status=status)

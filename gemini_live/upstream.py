@@ -8,6 +8,7 @@ import asyncio
 import logging
 import random
 import re
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from gemini_live.queues import SenderMailbox
 from gemini_live.records import SessionRecords
 from gemini_live.replay import ClientTurn, Outgoing, ReplayBuffer, ToolResponse
 from schemas import ErrorCode, ErrorMessage, SessionState
+from services import metrics
 from services.gemini_client import LiveConnector, LiveUpstream
 from utils.audio_processing import INPUT_MIME, bytes_per_second
 
@@ -130,12 +132,17 @@ class UpstreamLink:
     # A model reply is being generated (audio or its transcript) and has not ended yet.
     in_reply: bool = False
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    # When the browser frame being timed was handed over (0.0: none being timed).
+    _probe_at: float = 0.0
 
     def __post_init__(self) -> None:
         self._replay = ReplayBuffer(hold_bytes=HOLD_BYTES, replay_bytes=REPLAY_BYTES)
         self._connected_once = False
 
     async def put(self, item: bytes | AudioStreamEnd) -> None:
+        # Only a frame that finds the mailbox empty is timed: it is the next one the sender sends.
+        if not self._probe_at and not len(self.mailbox):
+            self._probe_at = time.perf_counter()
         await self.mailbox.put(item)
 
     def send_tool_response(self, *responses: types.FunctionResponse) -> None:
@@ -177,13 +184,25 @@ class UpstreamLink:
                     if await self._send(upstream, item):
                         index += 1
                         self._replay.sent(index, item)
+                        if isinstance(item, bytes):
+                            self._audio_sent()
                     else:
                         # The receiver sees the same broken connection and reconnects.
                         self._replay.hold_again(item)
                         upstream = None
 
+    def _audio_sent(self) -> None:
+        metrics.FRAMES_UP.inc()
+        if self._probe_at:
+            metrics.RELAY_UP.observe(time.perf_counter() - self._probe_at)
+            self._probe_at = 0.0
+
     def _hold(self, item: Outgoing) -> None:
-        if self._replay.hold(item) == "first_drop":
+        self._probe_at = 0.0
+        held = self._replay.hold(item)
+        if held != "held" and isinstance(item, bytes):
+            metrics.DROPPED_RECONNECT.inc(len(item))
+        if held == "first_drop":
             self.listener.on_audio_dropped()
 
     @staticmethod
@@ -220,6 +239,7 @@ class UpstreamLink:
                     # given the conversation so far, rather than ending the patient's intake.
                     self.handle = None
                     self.records.event("resume_refused", code=exc.code)
+                    metrics.RECONNECTS.labels("resume_refused").inc()
                     logger.warning("upstream refused to resume (%s); starting afresh", exc.code)
                     continue
                 if exc.code in _AUTH_CODES or exc.code in _REFUSED_CODES:
@@ -239,6 +259,8 @@ class UpstreamLink:
                 if not self._connected_once:
                     self.health.record("unreachable")
             self.records.event("upstream_lost", why=why)
+            if self._connected_once:
+                metrics.RECONNECTS.labels(metrics.reconnect_cause(why)).inc()
             logger.warning("upstream %s", why)
             if not self._connected_once:
                 if loop.time() >= give_up_at:

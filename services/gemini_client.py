@@ -1,5 +1,6 @@
 """Builds google-genai clients for the configured upstream and opens Live sessions."""
 
+import os
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -7,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+import certifi
 from google import genai
 from google.genai import types
 
@@ -56,19 +58,53 @@ class UpstreamTarget:
     base_url: str | None = None
     ca_file: Path | None = None
 
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if self.ca_file is None:
-            return None
-        return ssl.create_default_context(cafile=str(self.ca_file))
+    def ssl_context(self) -> ssl.SSLContext:
+        # The trust the SDK would load itself (SSL_CERT_FILE, else certifi), but loaded once.
+        cafile = str(self.ca_file) if self.ca_file else os.environ.get("SSL_CERT_FILE", certifi.where())
+        return ssl.create_default_context(cafile=cafile)
 
-    def client(self, api_key: str) -> genai.Client:
+    def client(self, api_key: str, ctx: ssl.SSLContext | None = None) -> genai.Client:
+        ctx = ctx or self.ssl_context()
         http_options = types.HttpOptions(base_url=self.base_url, retry_options=EXTRACTION_RETRY)
-        ctx = self.ssl_context()
-        if ctx is not None:
-            # "ssl" reaches the Live websocket, "verify" the httpx client for generateContent.
-            http_options.client_args = {"verify": ctx}
-            http_options.async_client_args = {"verify": ctx, "ssl": ctx}
+        # "ssl" reaches the Live websocket, "verify" the httpx client for generateContent; the SDK
+        # hands each transport only the arguments it takes. Compression is off on the Live socket:
+        # deflating base64 PCM on every frame cost more CPU than the socket's JSON (bench/relay.py).
+        http_options.client_args = {"verify": ctx}
+        http_options.async_client_args = {"verify": ctx, "ssl": ctx, "compression": None}
         return genai.Client(api_key=api_key, http_options=http_options)
+
+
+class ClientPool:
+    """One google-genai client per API key, shared by that key's sessions, on one SSL context.
+
+    Building a client loads a certificate store twice (~30 ms on the event loop) unless it is
+    handed a context; sharing also keeps one HTTP connection pool per key for extraction. A
+    browser's key gets its own client, closed when its last session ends; the server's own key
+    keeps its client until shutdown."""
+
+    def __init__(self, target: UpstreamTarget, *, keep: str | None = None) -> None:
+        self._target = target
+        self._ssl = target.ssl_context()
+        self._keep = keep
+        self._clients: dict[str, tuple[genai.Client, int]] = {}
+
+    def acquire(self, api_key: str) -> genai.Client:
+        client, users = self._clients.get(api_key) or (self._target.client(api_key, self._ssl), 0)
+        self._clients[api_key] = (client, users + 1)
+        return client
+
+    async def release(self, api_key: str) -> None:
+        client, users = self._clients[api_key]
+        if users > 1 or api_key == self._keep:
+            self._clients[api_key] = (client, users - 1)
+            return
+        del self._clients[api_key]
+        await close_client(client)
+
+    async def close(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client, _ in clients.values():
+            await close_client(client)
 
 
 async def close_client(client: genai.Client) -> None:

@@ -11,6 +11,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from simulator import protocol
 from simulator.agent import IntakeAgent
 from simulator.conversation import Abort, ClientGone, Close, Conversation, Ending, payload
+from simulator.echo import run_echo
 from simulator.extraction import API_KEY_INVALID
 from simulator.hub import SimulatorHub
 from simulator.models import SETUP_MODEL_NOT_FOUND, live_model, refusal
@@ -76,6 +77,8 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
     refused = refusal(setup, model)
     if refused is not None:
         return Close(1007, refused)
+    if options.echo:
+        return await run_echo(websocket, record)
 
     state = None
     handle = setup.session_resumption.handle if setup.session_resumption else None

@@ -29,6 +29,8 @@ class SessionOptions(BaseModel):
     unavailable_extractions: int = Field(0, ge=0, le=100)
     # The patient's input transcription follows the function call it led to.
     late_transcription: bool = False
+    # Benchmarks: audio comes straight back as model audio, nothing else is said (simulator/echo.py).
+    echo: bool = False
 
     def layered(self, override: "SessionOptions") -> "SessionOptions":
         return self.model_copy(update=override.model_dump(exclude_unset=True))

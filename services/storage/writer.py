@@ -2,12 +2,15 @@
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.metrics import STORAGE_WRITE
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +124,14 @@ class StorageWriter:
                 else:
                     batch.append(job)
             if batch:
+                started = time.perf_counter()
                 try:
                     await self._commit(batch)
                 except BaseException:
                     for job in batch:
                         job.fail(StorageError("the storage writer stopped"))
                     raise
+                STORAGE_WRITE.observe(time.perf_counter() - started)
             for _ in range(len(batch) + stop):
                 self._queue.task_done()
             if stop:

@@ -1,0 +1,288 @@
+"""Relay overhead at scale: N browser-like sessions against `python main.py` and an echo simulator.
+
+    python -m bench.relay --sessions 50 200 500 --seconds 20
+
+Each session sends 100 ms of 16 kHz PCM16 every 100 ms, stamped with its send time; the
+simulator (echo mode) sends every chunk straight back, so the client measures the whole round
+trip browser -> relay -> upstream -> relay -> browser. The server runs as its own process,
+pinned to core 0 when `taskset` exists; the simulator and this load generator share core 1.
+Loopback only; every run is bounded by --seconds plus fixed connect and drain deadlines.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import certifi
+import httpx
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+CHUNK = 3200  # 100 ms of 16 kHz PCM16
+PERIOD = 0.1
+STAMP = struct.Struct("<d")
+CONNECT_SECONDS = 60.0
+DRAIN_SECONDS = 10.0
+ROOT = Path(__file__).resolve().parent.parent
+TICKS = os.sysconf("SC_CLK_TCK")
+# --profile: the server runs under cProfile and writes its statistics here on exit.
+PROFILE: Path | None = None
+
+
+@dataclass
+class SessionResult:
+    ready_after: float | None = None
+    round_trips: list[float] = field(default_factory=list)
+    error: str | None = None
+    # Set once the session is ready or has failed.
+    settled: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+def pinned(core: int) -> list[str]:
+    cores = os.sched_getaffinity(0)
+    if shutil.which("taskset") and len(cores) > 1:
+        return ["taskset", "-c", str(sorted(cores)[core])]
+    return []
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def tree(pid: int) -> list[int]:
+    """The server and its worker processes (WORKERS > 1)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    found = [int(p) for p in children.read_text().split()] if children.exists() else []
+    return [pid, *found]
+
+
+def start_simulator(stack: ExitStack) -> tuple[str, str, int]:
+    command = [*pinned(1), sys.executable, "-m", "simulator", "--port", "0", "--options", "echo"]
+    process = subprocess.Popen(
+        [*command, "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    stack.callback(_stop, process)
+    assert process.stdout is not None
+    base_url = process.stdout.readline().split(": ", 1)[1].strip()
+    ca_file = process.stdout.readline().split(": ", 1)[1].strip()
+    return base_url, ca_file, process.pid
+
+
+def start_server(
+    stack: ExitStack, server_dir: Path, base_url: str, ca_file: str, sessions: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
+    # Trusted as Google is in production: the public CA bundle (plus the simulator's CA) through
+    # SSL_CERT_FILE, so whatever loads a certificate store per session pays what it would there.
+    bundle = Path(data) / "trust.pem"
+    bundle.write_text(Path(certifi.where()).read_text() + Path(ca_file).read_text())
+    env = {
+        **os.environ,
+        "GEMINI_API_KEY": "sim:simple_visit;echo",
+        "GEMINI_BASE_URL": base_url,
+        "SSL_CERT_FILE": str(bundle),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "DATA_DIR": data,
+        "LOG_LEVEL": "WARNING",
+        "MAX_SESSIONS": str(sessions + 10),
+        "MAX_SESSIONS_PER_CLIENT": str(sessions + 10),
+        "STALL_TIMEOUT_SECONDS": "600",
+    }
+    env.pop("DATABASE_URL", None)
+    profile = ["-m", "cProfile", "-o", str(PROFILE)] if PROFILE else []
+    server = subprocess.Popen([*pinned(0), sys.executable, *profile, "main.py"], cwd=server_dir, env=env)
+    stack.callback(_stop, server)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return server, port
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise SystemExit("the server did not start")
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+async def _until_ready(ws: ClientConnection) -> None:
+    async for raw in ws:
+        if isinstance(raw, str) and json.loads(raw).get("state") == "ready":
+            return
+    raise ConnectionClosed(None, None)
+
+
+async def one_session(url: str, started: float, until: float, result: SessionResult) -> None:
+    try:
+        async with connect(url, max_size=2**20, ping_interval=None, compression=None) as ws:
+            await asyncio.wait_for(_until_ready(ws), CONNECT_SECONDS)
+            result.ready_after = time.perf_counter() - started
+            result.settled.set()
+            receiver = asyncio.create_task(_receive(ws, result))
+            frame = bytearray(CHUNK)
+            next_at = time.perf_counter()
+            while next_at < until:
+                STAMP.pack_into(frame, 0, time.perf_counter())
+                await ws.send(bytes(frame))
+                next_at += PERIOD
+                await asyncio.sleep(max(0.0, next_at - time.perf_counter()))
+            await ws.send(json.dumps({"type": "end_session"}))
+            try:
+                await asyncio.wait_for(receiver, DRAIN_SECONDS)
+            except TimeoutError:
+                result.error = "no close after end_session"
+    except (OSError, ConnectionClosed, TimeoutError) as exc:
+        result.error = f"{type(exc).__name__}: {exc}"[:80]
+    finally:
+        result.settled.set()
+
+
+async def _receive(ws: ClientConnection, result: SessionResult) -> None:
+    try:
+        async for raw in ws:
+            if isinstance(raw, bytes) and len(raw) >= STAMP.size:
+                result.round_trips.append(time.perf_counter() - STAMP.unpack_from(raw)[0])
+    except ConnectionClosed:
+        pass
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def run_load(
+    port: int, server_pid: int, sim_pid: int, sessions: int, seconds: float
+) -> dict[str, float]:
+    url = f"ws://127.0.0.1:{port}/ws"
+    pids = tree(server_pid)
+    rss_idle = sum(rss_kib(p) for p in pids)
+    results = [SessionResult() for _ in range(sessions)]
+    started = time.perf_counter()
+    until = started + seconds
+    tasks = [asyncio.create_task(one_session(url, started, until, r)) for r in results]
+    # CPU and memory are read across the steady part: from when every session is up to the end.
+    settled = asyncio.create_task(asyncio.wait([asyncio.create_task(r.settled.wait()) for r in results]))
+    await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
+    settled.cancel()
+    steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
+    # The other core's load: if it is saturated, the round trip measures it, not the relay.
+    other_from = cpu_seconds(sim_pid) + time.process_time()
+    await asyncio.sleep(max(0.0, until - time.perf_counter() - 0.5))
+    steady = time.perf_counter() - steady_from
+    cpu = sum(cpu_seconds(p) for p in pids) - cpu_from
+    other = cpu_seconds(sim_pid) + time.process_time() - other_from
+    rss_loaded = sum(rss_kib(p) for p in pids)
+    await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
+    trips = [t for r in results for t in r.round_trips]
+    ready = [r.ready_after for r in results if r.ready_after is not None]
+    errors = Counter(r.error for r in results if r.error is not None)
+    if errors:
+        print(f"  N={sessions} session errors: {dict(errors)}", file=sys.stderr)
+    return {
+        "ready": len(ready),
+        "errors": sum(r.error is not None for r in results),
+        "rtt_p50_ms": percentile(trips, 0.5) * 1000,
+        "rtt_p99_ms": percentile(trips, 0.99) * 1000,
+        "frames": len(trips),
+        "cpu_per_session_s": cpu / (sessions * steady) if steady > 0 else float("nan"),
+        "rss_per_session_kb": (rss_loaded - rss_idle) * 1.024 / sessions,
+        "ready_p99_ms": percentile(ready, 0.99) * 1000,
+        "server_core": cpu / steady if steady > 0 else float("nan"),
+        "other_core": other / steady if steady > 0 else float("nan"),
+    }
+
+
+def left_open(port: int, base_url: str, ca_file: str) -> tuple[int, int]:
+    """Sessions still open on the server and on the simulator, after a bounded wait for zero."""
+    ctx = ssl.create_default_context(cafile=ca_file)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    while True:
+        server = httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).json()["open_sessions"]
+        sim = httpx.get(f"{base_url}/_stats", verify=ctx, timeout=5).json()["open_sessions"]
+        if (server == 0 and sim == 0) or time.monotonic() > deadline:
+            return server, sim
+        time.sleep(0.2)
+
+
+def bench(sessions: int, seconds: float, server_dir: Path) -> dict[str, float]:
+    with ExitStack() as stack:
+        base_url, ca_file, sim_pid = start_simulator(stack)
+        server, port = start_server(stack, server_dir, base_url, ca_file, sessions)
+        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds))
+        figures["server_open"], figures["simulator_open"] = left_open(port, base_url, ca_file)
+        return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sessions", type=int, nargs="+", default=[50, 200, 500])
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--server-dir", type=Path, default=ROOT, help="a checkout whose main.py to run")
+    parser.add_argument("--profile", type=Path, help="run the server under cProfile, writing here")
+    args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile.resolve() if args.profile else None
+    print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
+        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'core0/core1 busy':>16}"
+    )
+    for n in args.sessions:
+        f = bench(n, args.seconds, args.server_dir.resolve())
+        columns = [
+            f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
+            f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
+            f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f}",
+            f"{f['server_open']:>5.0f}/{f['simulator_open']:.0f}",
+            f"{f['server_core']:>10.0%}/{f['other_core']:.0%}",
+        ]
+        print(" ".join(columns), flush=True)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""Echo mode for benchmarks: every audio chunk the client sends comes straight back as model audio.
+
+The bytes are returned unchanged, so a client that stamps its chunks (a sequence number or a
+send time in the first bytes) can measure the whole round trip through a relay. No turns, no
+transcripts, no tool calls: only what a relay does per frame is exercised.
+"""
+
+import json
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from simulator import protocol
+from simulator.audio import MODEL_RATE
+from simulator.conversation import ClientGone, Close, Ending
+from simulator.stats import SessionStats
+
+_MIME = f"audio/pcm;rate={MODEL_RATE}"
+
+
+async def run_echo(websocket: WebSocket, record: SessionStats) -> Ending:
+    try:
+        return await _echo(websocket, record)
+    except WebSocketDisconnect as exc:
+        return ClientGone(exc.code)
+
+
+async def _echo(websocket: WebSocket, record: SessionStats) -> Ending:
+    await websocket.send_bytes(protocol.encode(protocol.setup_complete()))
+    while True:
+        raw = await websocket.receive()
+        if raw["type"] == "websocket.disconnect":
+            return ClientGone(int(raw.get("code", 1005)))
+        data = raw.get("bytes") or raw.get("text")
+        if not data:
+            continue
+        try:
+            message = json.loads(data)
+        except ValueError:
+            return Close(1007, "Invalid JSON payload received.")
+        realtime = message.get("realtime_input") or message.get("realtimeInput") or {}
+        blob = realtime.get("audio")
+        if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
+            continue  # clientContent, audioStreamEnd, tool responses: nothing to echo
+        record.audio_bytes_received += len(blob["data"]) * 3 // 4
+        # The client's base64 goes back as it came: the same bytes, without decoding them.
+        reply = {
+            "serverContent": {
+                "modelTurn": {"parts": [{"inlineData": {"mimeType": _MIME, "data": blob["data"]}}]}
+            }
+        }
+        await websocket.send_bytes(json.dumps(reply, separators=(",", ":")).encode())
