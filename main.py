@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth import staff_name
 from api.intakes import router as intakes_router
+from api.notifications import router as notifications_router
 from config import Settings, get_settings
 from edge import EdgeGuard, presented_token, secure_storage, token_matches
 from edge_transport import uvicorn_config
@@ -34,6 +35,7 @@ from services.gemini_client import (
     UpstreamTarget,
     close_client,
 )
+from services.notifications import Notifier
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
 from services.storage.runtime import open_storage
@@ -103,6 +105,7 @@ class AppState:
     registry: SessionRegistry
     clients: ClientsFactory
     records: IntakeStore
+    notifier: Notifier
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
 
 
@@ -128,6 +131,7 @@ def create_app(
             ),
             clients=clients or _google_clients(settings, target),
             records=storage.store,
+            notifier=Notifier.from_settings(settings, storage.sessions),
         )
         scheme = "https" if settings.serves_tls else "http"
         logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
@@ -136,6 +140,7 @@ def create_app(
         finally:
             await app.state.intake.registry.shutdown_all(settings.SHUTDOWN_GRACE_SECONDS)
             resolved.stop()
+            await app.state.intake.notifier.close(settings.SHUTDOWN_GRACE_SECONDS)
             await storage.close()
 
     docs = settings.ENABLE_DOCS
@@ -205,6 +210,7 @@ def create_app(
         }
 
     app.include_router(intakes_router)
+    app.include_router(notifications_router)
 
     app.include_router(tablet_routes(settings))
     if WEB_DIR.is_dir():
@@ -339,6 +345,7 @@ def _session_deps(app_state: AppState, api_key: str, session_id: str, client: st
         health=app_state.health,
         session_id=session_id,
         client=client,
+        alerts=app_state.notifier,
     )
 
 

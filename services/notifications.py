@@ -1,0 +1,373 @@
+"""Staff notifications: a signed webhook and an e-mail on `intake.completed` and `intake.emergency`,
+retried with backoff in the background and logged in the database, never in the patient's way."""
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Literal, Protocol
+from urllib.parse import unquote, urlsplit
+
+import aiosmtplib
+import httpx
+from pydantic import BaseModel, Field
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from config import Settings
+from gemini_live.alerts import Emergency
+from schemas import MedicalIntake
+from services.storage.models import DeliveryRow
+
+logger = logging.getLogger(__name__)
+
+EventName = Literal["intake.completed", "intake.emergency"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+SIGNATURE_HEADER = "X-Intake-Signature"
+# Deliveries in flight at once; past this, new ones are logged as failed at once rather than
+# piling up tasks while every receiver is down.
+MAX_IN_FLIGHT = 500
+SEND_TIMEOUT_SECONDS = 10.0
+
+
+class NotificationFlags(BaseModel):
+    life_threatening_allergy: bool
+    emergency_allergy: bool
+    emergency_reported: Literal["model", "server"] | None
+
+
+class NotificationSummary(BaseModel):
+    chief_complaint: str | None
+    emergency_reason: str | None = None
+    emergency_symptoms: list[str] = Field(default_factory=list)
+
+
+class NotificationPayload(BaseModel):
+    id: str = Field(description="The event's id: the same for every channel and every retry")
+    event: EventName
+    intake_id: str
+    status: Literal["in_progress", "completed"]
+    flags: NotificationFlags
+    occurred_at: datetime
+    summary: NotificationSummary | None = Field(None, description="Only with NOTIFY_INCLUDE_SUMMARY=true")
+
+
+class DeliveryRecord(BaseModel):
+    event_id: str
+    intake_id: str
+    event: EventName
+    channel: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DeliveryFailed(Exception):
+    pass
+
+
+class Channel(Protocol):
+    name: str
+
+    async def deliver(self, payload: NotificationPayload, body: bytes) -> None: ...
+
+
+def signature(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class WebhookChannel:
+    name = "webhook"
+
+    def __init__(self, url: str, secret: str, client: httpx.AsyncClient) -> None:
+        self._url = url
+        self._secret = secret
+        self._client = client
+
+    async def deliver(self, payload: NotificationPayload, body: bytes) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            SIGNATURE_HEADER: signature(self._secret, body),
+            "X-Intake-Event": payload.event,
+            "X-Intake-Delivery": payload.id,
+        }
+        try:
+            response = await self._client.post(self._url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            # The URL may carry a token: only the kind of failure is kept.
+            raise DeliveryFailed(f"the webhook could not be reached ({type(exc).__name__})") from None
+        if not response.is_success:
+            raise DeliveryFailed(f"the webhook answered HTTP {response.status_code}")
+
+
+class EmailChannel:
+    name = "email"
+
+    def __init__(self, smtp_url: str, sender: str, recipients: Sequence[str], workspace: str) -> None:
+        parts = urlsplit(smtp_url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError("SMTP_URL must be smtp://[user:password@]host[:port] or smtps://...")
+        self._host = parts.hostname
+        self._port = parts.port
+        self._implicit_tls = parts.scheme == "smtps"
+        self._user = unquote(parts.username) if parts.username else None
+        self._password = unquote(parts.password) if parts.password else None
+        self._sender = sender
+        self._recipients = list(recipients)
+        self._workspace = workspace
+
+    def message(self, payload: NotificationPayload) -> EmailMessage:
+        message = EmailMessage()
+        urgent = payload.event == "intake.emergency"
+        message["Subject"] = (
+            "EMERGENCY flagged during an intake" if urgent else "An intake is ready for review"
+        )
+        message["From"] = self._sender
+        message["To"] = ", ".join(self._recipients)
+        message["X-Intake-Event"] = payload.event
+        message["X-Intake-Delivery"] = payload.id
+        message.set_content(
+            "\n".join(
+                [
+                    "An emergency was flagged: see the patient now." if urgent else "An intake is complete.",
+                    "",
+                    f"Open it: {self._workspace}#/intakes/{payload.intake_id}",
+                    "",
+                    payload.model_dump_json(indent=2, exclude_none=True),
+                ]
+            )
+        )
+        return message
+
+    async def deliver(self, payload: NotificationPayload, body: bytes) -> None:
+        try:
+            await aiosmtplib.send(
+                self.message(payload),
+                hostname=self._host,
+                port=self._port,
+                username=self._user,
+                password=self._password,
+                use_tls=self._implicit_tls,
+                # None: STARTTLS when the server offers it.
+                start_tls=None if not self._implicit_tls else False,
+                timeout=SEND_TIMEOUT_SECONDS,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise DeliveryFailed(
+                f"the mail server refused or could not be reached ({type(exc).__name__})"
+            ) from None
+
+
+def _flags(record: MedicalIntake | None, emergency: Emergency | None) -> NotificationFlags:
+    allergies = record.allergies if record else []
+    return NotificationFlags(
+        life_threatening_allergy=any(a.severity == "life-threatening" for a in allergies),
+        emergency_allergy=any(a.requires_emergency_treatment for a in allergies),
+        emergency_reported=emergency.source if emergency else None,
+    )
+
+
+def _complaint(record: MedicalIntake | None) -> str | None:
+    complaints = record.present_illness.chief_complaints if record and record.present_illness else []
+    return "; ".join(c.complaint for c in complaints) or None
+
+
+class Notifier:
+    """One per process: owns every delivery task, each of which retries with backoff and logs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        channels: Sequence[Channel],
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._channels = list(channels)
+        self._http = http
+        self._attempts = settings.NOTIFY_ATTEMPTS
+        self._backoff = settings.NOTIFY_BACKOFF_SECONDS
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        return self._sessions
+
+    @classmethod
+    def from_settings(cls, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> "Notifier":
+        channels: list[Channel] = []
+        http = None
+        if settings.NOTIFY_WEBHOOK_URL and settings.NOTIFY_WEBHOOK_SECRET is not None:
+            http = httpx.AsyncClient(timeout=SEND_TIMEOUT_SECONDS, follow_redirects=False)
+            secret = settings.NOTIFY_WEBHOOK_SECRET.get_secret_value()
+            channels.append(WebhookChannel(settings.NOTIFY_WEBHOOK_URL, secret, http))
+        if settings.SMTP_URL is not None:
+            channels.append(
+                EmailChannel(
+                    settings.SMTP_URL.get_secret_value(),
+                    settings.NOTIFY_EMAIL_FROM,
+                    settings.NOTIFY_EMAIL_TO,
+                    f"{settings.public_origin}/clinic/",
+                )
+            )
+        return cls(settings, sessions, channels, http)
+
+    def emergency(self, intake_id: str, emergency: Emergency, record: MedicalIntake | None) -> None:
+        summary = NotificationSummary(
+            chief_complaint=_complaint(record),
+            emergency_reason=emergency.reason,
+            emergency_symptoms=emergency.symptoms,
+        )
+        self._send("intake.emergency", intake_id, "in_progress", _flags(record, emergency), summary)
+
+    def completed(self, intake_id: str, record: MedicalIntake, emergency: Emergency | None) -> None:
+        flags = _flags(record, emergency)
+        summary = NotificationSummary(chief_complaint=_complaint(record))
+        self._send("intake.completed", intake_id, "completed", flags, summary)
+
+    def _send(
+        self,
+        event: EventName,
+        intake_id: str,
+        status: Literal["in_progress", "completed"],
+        flags: NotificationFlags,
+        summary: NotificationSummary,
+    ) -> None:
+        if not self._channels or self._closing:
+            return
+        payload = NotificationPayload(
+            id=uuid.uuid4().hex,
+            event=event,
+            intake_id=intake_id,
+            status=status,
+            flags=flags,
+            occurred_at=datetime.now(UTC),
+            summary=summary if self._settings.NOTIFY_INCLUDE_SUMMARY else None,
+        )
+        body = payload.model_dump_json(exclude_none=True).encode()
+        for channel in self._channels:
+            overloaded = len(self._tasks) >= MAX_IN_FLIGHT
+            task = asyncio.create_task(
+                self._deliver(channel, payload, body, overloaded=overloaded),
+                name=f"notify-{channel.name}:{intake_id}",
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            logger.error("a notification task failed", exc_info=exc)
+
+    async def _deliver(
+        self, channel: Channel, payload: NotificationPayload, body: bytes, *, overloaded: bool
+    ) -> None:
+        row_id = await self._log_new(channel.name, payload)
+        if overloaded:
+            await self._log(row_id, "failed", 0, "too many deliveries in flight")
+            logger.error("notification %s dropped: too many in flight", payload.event)
+            return
+        for attempt in range(1, self._attempts + 1):
+            try:
+                await channel.deliver(payload, body)
+            except DeliveryFailed as exc:
+                last = attempt == self._attempts
+                await self._log(row_id, "failed" if last else "pending", attempt, str(exc))
+                if last:
+                    logger.error(
+                        "%s %s not delivered after %d attempts: %s", channel.name, payload.event, attempt, exc
+                    )
+                    return
+                logger.warning("%s %s attempt %d failed: %s", channel.name, payload.event, attempt, exc)
+                await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
+            else:
+                await self._log(row_id, "delivered", attempt, None)
+                return
+
+    async def _log_new(self, channel: str, payload: NotificationPayload) -> int | None:
+        at = datetime.now(UTC)
+        row = DeliveryRow(
+            event_id=payload.id,
+            intake_id=payload.intake_id,
+            event=payload.event,
+            channel=channel,
+            status="pending",
+            attempts=0,
+            created_at=at,
+            updated_at=at,
+        )
+        try:
+            async with self._sessions() as session, session.begin():
+                session.add(row)
+        except (SQLAlchemyError, OSError) as exc:
+            # The delivery still goes out; only its log line is missing.
+            logger.error("the delivery log could not be written: %s", type(exc).__name__)
+            return None
+        return row.id
+
+    async def _log(
+        self, row_id: int | None, status: DeliveryStatus, attempts: int, error: str | None
+    ) -> None:
+        if row_id is None:
+            return
+        try:
+            async with self._sessions() as session, session.begin():
+                await session.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id == row_id)
+                    .values(status=status, attempts=attempts, last_error=error, updated_at=datetime.now(UTC))
+                )
+        except (SQLAlchemyError, OSError) as exc:
+            logger.error("the delivery log could not be updated: %s", type(exc).__name__)
+
+    async def idle(self) -> None:
+        """Wait until every delivery in flight has finished (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.wait(list(self._tasks))
+
+    async def close(self, grace: float) -> None:
+        """Let deliveries in flight finish within `grace` seconds; cancel the rest."""
+        self._closing = True
+        if self._tasks:
+            _, pending = await asyncio.wait(list(self._tasks), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        if self._http is not None:
+            await self._http.aclose()
+
+
+async def deliveries(
+    sessions: async_sessionmaker[AsyncSession], *, status: DeliveryStatus | None = None, limit: int = 100
+) -> list[DeliveryRecord]:
+    query = select(DeliveryRow)
+    if status is not None:
+        query = query.where(DeliveryRow.status == status)
+    async with sessions() as session:
+        rows = await session.scalars(
+            query.order_by(DeliveryRow.created_at.desc(), DeliveryRow.id.desc()).limit(limit)
+        )
+        return [
+            DeliveryRecord(
+                event_id=r.event_id,
+                intake_id=r.intake_id,
+                event=r.event,
+                channel=r.channel,
+                status=r.status,
+                attempts=r.attempts,
+                last_error=r.last_error,
+                created_at=r.created_at,
+                updated_at=r.updated_at,
+            )
+            for r in rows
+        ]
