@@ -140,7 +140,9 @@ class EmailChannel:
                     "",
                     f"Open it: {self._workspace}#/intakes/{payload.intake_id}",
                     "",
-                    payload.model_dump_json(indent=2, exclude_none=True),
+                    payload.model_dump_json(
+                        indent=2, exclude={"summary"} if payload.summary is None else None
+                    ),
                 ]
             )
         )
@@ -253,7 +255,8 @@ class Notifier:
             occurred_at=datetime.now(UTC),
             summary=summary if self._settings.NOTIFY_INCLUDE_SUMMARY else None,
         )
-        body = payload.model_dump_json(exclude_none=True).encode()
+        # Without the summary the body holds no clinical content at all; flags keep their nulls.
+        body = payload.model_dump_json(exclude={"summary"} if payload.summary is None else None).encode()
         for channel in self._channels:
             overloaded = len(self._tasks) >= MAX_IN_FLIGHT
             task = asyncio.create_task(
@@ -276,10 +279,12 @@ class Notifier:
             await self._log(row_id, "failed", 0, "too many deliveries in flight")
             logger.error("notification %s dropped: too many in flight", payload.event)
             return
+        error: str | None = None
         for attempt in range(1, self._attempts + 1):
             try:
                 await channel.deliver(payload, body)
             except DeliveryFailed as exc:
+                error = str(exc)
                 last = attempt == self._attempts
                 await self._log(row_id, "failed" if last else "pending", attempt, str(exc))
                 if last:
@@ -290,7 +295,8 @@ class Notifier:
                 logger.warning("%s %s attempt %d failed: %s", channel.name, payload.event, attempt, exc)
                 await asyncio.sleep(self._backoff * 2 ** (attempt - 1))
             else:
-                await self._log(row_id, "delivered", attempt, None)
+                # The last error stays on a delivered row: it shows a receiver that needed retries.
+                await self._log(row_id, "delivered", attempt, error)
                 return
 
     async def _log_new(self, channel: str, payload: NotificationPayload) -> int | None:

@@ -14,7 +14,7 @@ from services.live_config import FLAG_EMERGENCY, live_connect_config
 from tests.conftest import AppFactory
 from tests.fakes import FakeConnector, FakeLiveSession, Step, heard, said, turn_complete
 from tests.receivers import smtp_receiver, webhook_receiver
-from tests.test_relay import CHUNK, end, open_ready, receive_until
+from tests.ws_support import CHUNK, end, open_ready, receive_until
 
 pytestmark = [pytest.mark.websocket, pytest.mark.integration]
 
