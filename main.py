@@ -46,6 +46,7 @@ from utils.log_redaction import logging_config
 VERSION = "0.1.0"
 SIMULATOR_KEY = "simulator-local"
 WEB_DIR = Path(__file__).parent / "web"
+CLINIC_DIR = WEB_DIR / "clinic"
 logger = logging.getLogger("intake")
 
 
@@ -213,6 +214,9 @@ def create_app(
     app.include_router(notifications_router)
 
     app.include_router(tablet_routes(settings))
+    if CLINIC_DIR.is_dir():
+        # The staff workspace; its data comes from /api/ with a staff token.
+        app.mount("/clinic", StaticFiles(directory=CLINIC_DIR, html=True), name="clinic")
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
 

@@ -16,7 +16,9 @@ STARTUP_SECONDS = 30
 
 
 @asynccontextmanager
-async def clinic_server(port: int, scenario: str, directory: Path, time_scale: float) -> AsyncIterator[str]:
+async def clinic_server(
+    port: int, scenario: str, directory: Path, time_scale: float, **extra_env: str
+) -> AsyncIterator[str]:
     env = {
         **os.environ,
         "HOST": "127.0.0.1",
@@ -26,6 +28,7 @@ async def clinic_server(port: int, scenario: str, directory: Path, time_scale: f
         "SIMULATOR_TIME_SCALE": str(time_scale),
         "DATA_DIR": str(directory / "data"),
         "STAFF_TOKENS": f"dana:{STAFF_TOKEN}",
+        **extra_env,
     }
     env.pop("GEMINI_API_KEY", None)
     base = f"http://127.0.0.1:{port}"
