@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import require_staff
-from services.notifications import DeliveryRecord, DeliveryStatus, deliveries
+from services.notifications import deliveries
+from services.notify_channels import DeliveryRecord, DeliveryStatus
 
 router = APIRouter(
     prefix="/api",
