@@ -47,6 +47,8 @@ class Received:
 class Delivery:
     headers: dict[str, str]
     body: bytes
+    # time.monotonic() on arrival, comparable with the test's own clock (same process).
+    at: float = field(default_factory=time.monotonic)
 
     @property
     def json(self) -> dict[str, Any]:

@@ -46,12 +46,10 @@ async def test_the_models_flag_reaches_the_page_the_queue_and_both_receivers_onc
             await converse(client, "chest_pain_emergency", finish="emergency")
             alert = client.of_type("emergency")[0]
             assert alert["source"] == "model" and alert["instructions"] == clinic.EMERGENCY_INSTRUCTIONS
-            # The call arrives right after the patient's words; the alert follows it.
-            heard_at = max(
-                t for t, m in client.events if m["type"] == "transcript" and m["role"] == "patient"
-            )
-            alerted_at = next(t for t, m in client.events if m["type"] == "emergency")
-            assert alerted_at - heard_at < 2.0
+            # The alert reaches the page before the model's reply does (timings: bench/emergency_alert.py).
+            kinds = [(m["type"], m.get("role")) for _, m in client.events]
+            first_reply = kinds.index(("transcript", "assistant"), kinds.index(("transcript", "patient")))
+            assert kinds.index(("emergency", None)) < first_reply
             # The model then tells the patient to get help, in its own words.
             await client.wait_for("turn_complete", 2)
             said = " ".join(m["text"] for m in client.of_type("transcript") if m["role"] == "assistant")
