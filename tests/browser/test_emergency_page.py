@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from config import Settings
-from tests.browser.clinic_support import clinic_server
+from tests.browser.clinic_support import STAFF_TOKEN, clinic_server
 from tests.browser.conftest import FAKE_MICROPHONE, Console, chromium
 from tests.browser.test_intake_e2e import free_port, patient_recording
 
@@ -40,3 +40,12 @@ async def test_the_emergency_alert_appears_within_two_seconds_and_stays(tmp_path
         await expect(turns).to_have_count(3, timeout=20_000)
         await expect(alert).to_be_visible()
         assert console.errors == []
+
+        # Staff see the intake flagged red in the workspace's queue.
+        staff = await context.new_page()
+        await staff.goto(f"{base}/clinic/")
+        await staff.get_by_label("Staff token").fill(STAFF_TOKEN)
+        await staff.get_by_test_id("sign-in").click()
+        await staff.get_by_test_id("show-practice").check()
+        flag = staff.get_by_test_id("queue-item").get_by_test_id("emergency-flag")
+        await expect(flag).to_have_text("Emergency flagged")
