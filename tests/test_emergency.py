@@ -11,6 +11,8 @@ from google.genai import types
 from config import Settings
 from gemini_live.red_flags import RedFlagMatcher
 from services.live_config import FLAG_EMERGENCY, live_connect_config
+from simulator.agent import CallTool, IntakeAgent, Say
+from simulator.scenarios import load_scenario
 from tests.conftest import AppFactory
 from tests.fakes import FakeConnector, FakeLiveSession, Step, heard, said, turn_complete
 from tests.receivers import smtp_receiver, webhook_receiver
@@ -164,3 +166,17 @@ def test_an_ordinary_intake_raises_no_emergency(settings: Settings, make_app: Ap
         assert end(ws, session) == 1000
         [intake] = queue(client)
         assert intake["flags"]["emergency_reported"] is None
+
+
+def test_the_simulated_model_flags_only_when_the_client_declared_flag_emergency() -> None:
+    scenario = load_scenario("chest_pain_emergency")
+    declared = IntakeAgent(scenario, emergency_declared=True).on_user_turn()
+    calls = [a for a in declared if isinstance(a, CallTool)]
+    assert [(c.name, c.args["symptoms"]) for c in calls] == [
+        (FLAG_EMERGENCY, ["crushing chest pain", "shortness of breath"])
+    ]
+    # The call comes before the reply that tells the patient to get help.
+    assert declared.index(calls[0]) < next(i for i, a in enumerate(declared) if isinstance(a, Say))
+    undeclared = IntakeAgent(scenario, emergency_declared=False).on_user_turn()
+    assert not [a for a in undeclared if isinstance(a, CallTool)]
+    assert any(isinstance(a, Say) for a in undeclared)
