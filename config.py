@@ -12,6 +12,30 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 DEFAULT_LIVE_MODEL = "gemini-3.8-live"
 DEFAULT_EXTRACTION_MODEL = "gemini-3.8-flash"
 
+# Said by a patient describing an emergency now; see README "Emergencies".
+DEFAULT_RED_FLAG_PHRASES = (
+    "chest pain",
+    "crushing chest",
+    "heart attack",
+    "having a stroke",
+    "face is drooping",
+    "slurred speech",
+    "severe bleeding",
+    "bleeding heavily",
+    "won't stop bleeding",
+    "throat is closing",
+    "throat is swelling",
+    "can't breathe right now",
+    "struggling to breathe",
+    "suicidal",
+    "kill myself",
+    "end my life",
+    "want to die",
+    "overdose",
+    "passed out",
+    "seizure",
+)
+
 # The prebuilt voices the Live API's native-audio models accept (Chirp 3 HD set).
 KNOWN_VOICES = frozenset(
     {
@@ -132,6 +156,54 @@ class Settings(BaseSettings):
     KIOSK_REVIEW_SECONDS: float = Field(30.0, ge=0, le=3600)
     KIOSK_IDLE_SECONDS: float = Field(90.0, gt=0, le=3600)
     KIOSK_IDLE_ANSWER_SECONDS: float = Field(20.0, gt=0, le=600)
+
+    # The clinic's side (issue 11): red flags, staff notifications.
+    # Shown to the patient, full width, when an emergency is flagged.
+    EMERGENCY_INSTRUCTIONS: str = Field(
+        "This may be an emergency. Call your local emergency number (911 in the US) now, "
+        "or tell the front desk right away.",
+        min_length=1,
+        max_length=500,
+    )
+    # Comma-separated; matched case-insensitively as whole words in each finalized patient turn.
+    RED_FLAG_PHRASES: Annotated[list[str], NoDecode] = list(DEFAULT_RED_FLAG_PHRASES)
+    NOTIFY_WEBHOOK_URL: str | None = None
+    NOTIFY_WEBHOOK_SECRET: SecretStr | None = None
+    # smtp://user:password@host:587 (STARTTLS when offered) or smtps://host:465.
+    SMTP_URL: SecretStr | None = None
+    NOTIFY_EMAIL_TO: Annotated[list[str], NoDecode] = []
+    NOTIFY_EMAIL_FROM: str = "intake@localhost"
+    # Off: ids, status and flags only. On: also the chief complaint and the reason for an emergency.
+    NOTIFY_INCLUDE_SUMMARY: bool = False
+    NOTIFY_ATTEMPTS: int = Field(5, ge=1, le=20)
+    NOTIFY_BACKOFF_SECONDS: float = Field(2.0, gt=0, le=600)
+
+    @field_validator("RED_FLAG_PHRASES", "NOTIFY_EMAIL_TO", mode="before")
+    @classmethod
+    def _split_clinic_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("NOTIFY_WEBHOOK_URL", "NOTIFY_WEBHOOK_SECRET", "SMTP_URL", mode="before")
+    @classmethod
+    def _blank_notify_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("NOTIFY_WEBHOOK_URL")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_is_signed(self) -> "Settings":
+        if self.NOTIFY_WEBHOOK_URL and self.NOTIFY_WEBHOOK_SECRET is None:
+            raise ValueError("NOTIFY_WEBHOOK_URL needs NOTIFY_WEBHOOK_SECRET: every delivery is signed")
+        if self.SMTP_URL is not None and not self.NOTIFY_EMAIL_TO:
+            raise ValueError("SMTP_URL needs NOTIFY_EMAIL_TO")
+        return self
 
     @field_validator("TLS_CERT_FILE", "TLS_KEY_FILE", mode="before")
     @classmethod

@@ -25,6 +25,8 @@ OPEN_PATHS = frozenset({"/health", "/login", "/login.js", "/clinic-ca.crt"})
 # The staff API has its own bearer tokens (STAFF_TOKENS); the patient's ACCESS_TOKEN never opens it.
 STAFF_PREFIX = "/api/"
 METRICS_PATH = "/metrics"
+# The staff workspace's files hold no patient data: all it shows comes from /api/ with a staff token.
+CLINIC_PREFIX = "/clinic"
 LOGIN_BODY_LIMIT = 4096
 # No inline script or style anywhere, no framing, nothing from another origin.
 PAGE_CSP = (
@@ -168,8 +170,12 @@ class EdgeGuard:
             return
         # A CORS preflight carries no credentials by design; CORSMiddleware answers it.
         preflight = scope["method"] == "OPTIONS" and "access-control-request-method" in connection.headers
-        # /metrics checks its own METRICS_TOKEN, as /api/ checks staff tokens.
-        guarded = path not in OPEN_PATHS and not path.startswith(STAFF_PREFIX) and path != METRICS_PATH
+        # /metrics checks its own METRICS_TOKEN and /api/ staff tokens; /clinic's files hold no data.
+        guarded = (
+            path not in OPEN_PATHS
+            and not path.startswith((STAFF_PREFIX, CLINIC_PREFIX))
+            and path != METRICS_PATH
+        )
         if self.access_token is not None and guarded and not preflight:
             if not token_matches(presented_token(connection), self.access_token):
                 await self._unauthorized(path)(scope, receive, self._with_headers(send, scope))

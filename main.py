@@ -20,6 +20,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth import staff_name
 from api.intakes import router as intakes_router
+from api.notifications import router as notifications_router
 from config import Settings, get_settings
 from edge import EdgeGuard, presented_token, secure_storage, token_matches
 from edge_transport import uvicorn_config
@@ -36,6 +37,7 @@ from services.gemini_client import (
     UpstreamKind,
     UpstreamTarget,
 )
+from services.notifications import Notifier
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
 from services.storage.runtime import open_storage
@@ -46,6 +48,7 @@ from utils.log_redaction import logging_config
 VERSION = "0.1.0"
 SIMULATOR_KEY = "simulator-local"
 WEB_DIR = Path(__file__).parent / "web"
+CLINIC_DIR = WEB_DIR / "clinic"
 logger = logging.getLogger("intake")
 
 
@@ -105,6 +108,7 @@ class AppState:
     registry: SessionRegistry
     clients: ClientsFactory
     records: IntakeStore
+    notifier: Notifier
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
     # Set with REDIS_URL: the limits hold across every process sharing that Redis.
     shared: SharedAdmission | None = None
@@ -133,6 +137,7 @@ def create_app(
             clients=clients or _google_clients(settings, pool),
             records=storage.store,
             shared=_shared_admission(settings),
+            notifier=Notifier.from_settings(settings, storage.sessions),
         )
         registry = app.state.intake.registry
         metrics.watch_queues(
@@ -153,6 +158,7 @@ def create_app(
             if shared is not None:
                 await shared.close()
             resolved.stop()
+            await app.state.intake.notifier.close(settings.SHUTDOWN_GRACE_SECONDS)
             await storage.close()
 
     docs = settings.ENABLE_DOCS
@@ -224,8 +230,12 @@ def create_app(
     app.include_router(intakes_router)
     token = settings.METRICS_TOKEN.get_secret_value() if settings.METRICS_TOKEN else None
     app.add_api_route("/metrics", metrics.metrics_endpoint(token), include_in_schema=False)
+    app.include_router(notifications_router)
 
     app.include_router(tablet_routes(settings))
+    if CLINIC_DIR.is_dir():
+        # The staff workspace; its data comes from /api/ with a staff token.
+        app.mount("/clinic", StaticFiles(directory=CLINIC_DIR, html=True), name="clinic")
     if WEB_DIR.is_dir():
         app.mount("/app", StaticFiles(directory=WEB_DIR, html=True), name="app")
 
@@ -383,6 +393,7 @@ def _session_deps(app_state: AppState, api_key: str, session_id: str, client: st
         health=app_state.health,
         session_id=session_id,
         client=client,
+        alerts=app_state.notifier,
     )
 
 

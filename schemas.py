@@ -163,6 +163,15 @@ class IntakeCompleteMessage(_Message):
     message: str = "The intake is complete and saved."
 
 
+class EmergencyMessage(_Message):
+    """An emergency was flagged: the page shows `instructions` until the session ends."""
+
+    type: Literal["emergency"] = "emergency"
+    # model: the assistant called flag_emergency; server: a red-flag phrase in the patient's words.
+    source: Literal["model", "server"]
+    instructions: str
+
+
 ErrorCode = Literal[
     "bad_message",
     "unknown_type",
@@ -199,6 +208,7 @@ ServerMessage = Annotated[
     | InterruptedMessage
     | ExtractedDataMessage
     | IntakeCompleteMessage
+    | EmergencyMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]

@@ -11,14 +11,17 @@ from google.genai import types
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from config import Settings
+from gemini_live.alerts import ClinicAlerts, Emergency, EmergencySource, NoAlerts
 from gemini_live.browser_input import AudioStreamEnd, read_browser_input
 from gemini_live.queues import BrowserOutbox
 from gemini_live.recorder import IntakeRecorder, Outcome
 from gemini_live.records import SessionInfo, SessionRecords, StorageError
+from gemini_live.red_flags import RedFlagMatcher
 from gemini_live.transcript import ConversationLog, FinalTurn
 from gemini_live.upstream import SessionEnded, UpstreamHealth, UpstreamLink
 from schemas import (
     ConversationState,
+    EmergencyMessage,
     ErrorMessage,
     InterruptedMessage,
     Role,
@@ -31,7 +34,7 @@ from schemas import (
 from services import metrics
 from services.extraction import Extractor
 from services.gemini_client import LiveConnector, UpstreamKind
-from services.live_config import COMPLETE_INTAKE, function_response, live_connect_config
+from services.live_config import COMPLETE_INTAKE, FLAG_EMERGENCY, function_response, live_connect_config
 from utils.audio_pacing import TOO_FAST_MESSAGE, AudioPacer
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ class SessionDeps:
     session_id: str
     client: str = "unknown"
     release: Callable[[], Awaitable[None]] | None = None
+    alerts: ClinicAlerts = NoAlerts()
 
 
 def _answers_later(config: types.LiveConnectConfig) -> bool:
@@ -138,6 +142,8 @@ class IntakeSession:
         self._heard_at = 0.0
         self._reply_at = 0.0
         self._down_at = 0.0
+        self._red_flags = RedFlagMatcher(settings.RED_FLAG_PHRASES)
+        self.emergency: Emergency | None = None
 
     def queue_depths(self) -> tuple[int, int, int]:
         return len(self._link.mailbox), self._out.audio_bytes, self._out.queued_messages
@@ -398,17 +404,57 @@ class IntakeSession:
         self._out.message(TranscriptMessage(role=role, text=text))
 
     def _record_turn(self, final: FinalTurn | None) -> None:
-        if final is not None:
-            self._records.turn(
-                final.index,
-                final.turn,
-                interrupted=final.interrupted,
-                started_at=final.started_at,
-                ended_at=final.ended_at,
+        if final is None:
+            return
+        self._records.turn(
+            final.index,
+            final.turn,
+            interrupted=final.interrupted,
+            started_at=final.started_at,
+            ended_at=final.ended_at,
+        )
+        if final.turn.role == "patient" and self.emergency is None:
+            # The safety net: raised here only if the model has not flagged it already.
+            if found := self._red_flags.find(final.turn.text):
+                self._raise_emergency("server", "red-flag phrase in the patient's words", found)
+
+    def _raise_emergency(self, source: EmergencySource, reason: str, symptoms: list[str]) -> None:
+        first = self.emergency is None
+        self._records.event("emergency", source=source, first=first, phrases=len(symptoms))
+        if not first:
+            return
+        self.emergency = Emergency(source, reason, symptoms)
+        self._records.flag_emergency(source=source)
+        self._out.message(EmergencyMessage(source=source, instructions=self._settings.EMERGENCY_INSTRUCTIONS))
+        self._deps.alerts.emergency(self.id, self.emergency, self.recorder.record)
+        logger.warning("session %s: emergency flagged (%s)", self.id, source)
+
+    def _on_flag_emergency(self, call: types.FunctionCall) -> None:
+        args = call.args or {}
+        reason = str(args.get("reason") or "not given")[:500]
+        raw_symptoms = args.get("symptoms")
+        symptoms = [str(s)[:200] for s in raw_symptoms[:20]] if isinstance(raw_symptoms, list) else []
+        # Answered before the turn is finalized, so the safety net sees the model's flag.
+        self._raise_emergency("model", reason, symptoms)
+        self._link.send_tool_response(
+            function_response(
+                self._settings,
+                call,
+                {
+                    "status": "flagged",
+                    "message": "The clinic staff are alerted and the patient's screen shows: "
+                    + self._settings.EMERGENCY_INSTRUCTIONS
+                    + " Tell the patient this now, in plain words.",
+                },
             )
+        )
+        self._record_turn(self.conversation.finalize())
 
     def _on_function_call(self, call: types.FunctionCall) -> None:
         self._records.event("function_call", function=call.name, call_id=call.id)
+        if call.name == FLAG_EMERGENCY:
+            self._on_flag_emergency(call)
+            return
         if call.name != COMPLETE_INTAKE:
             self._link.send_tool_response(
                 function_response(self._settings, call, {"error": "unknown function"})
@@ -434,6 +480,8 @@ class IntakeSession:
             self._converse("listening")
 
     def _intake_saved(self) -> None:
+        if self.recorder.record is not None:
+            self._deps.alerts.completed(self.id, self.recorder.record, self.emergency)
         # The session ends END_GRACE_SECONDS after the model's closing words, unless the patient
         # speaks again; speech from either side pushes the end back to after the next turn.
         self._arm_end()

@@ -6,6 +6,7 @@ from config import Settings
 from services.model_profiles import LiveModelProfile, live_profile
 
 COMPLETE_INTAKE = "complete_intake"
+FLAG_EMERGENCY = "flag_emergency"
 
 _TONES = {
     "warm": "Be warm, empathetic, and caring in your tone.",
@@ -28,7 +29,17 @@ def system_instruction(settings: Settings) -> str:
     return f"""You are a medical intake assistant for {settings.CLINIC_NAME}, \
 {settings.SPECIALTY} department. You gather the patient's information through natural \
 conversation before their visit. You do not diagnose or give medical advice; if the patient \
-describes an emergency, tell them to call emergency services now.
+describes an emergency, follow the EMERGENCIES rule below.
+
+EMERGENCIES:
+If the patient describes symptoms that may be an emergency happening now (for example chest \
+pain with shortness of breath, signs of a stroke such as a drooping face, slurred speech or \
+weakness on one side, severe bleeding, an allergic reaction with throat swelling or trouble \
+breathing, or thoughts of suicide or self-harm), call {FLAG_EMERGENCY} at once with the reason \
+and the symptoms in their words. Then tell the patient, in plain words, to call their local \
+emergency number or get emergency care now, and that the clinic staff have been alerted. Do not \
+carry on with the routine questions as if nothing happened; only continue if the patient is \
+safe and asks to.
 
 CONVERSATION STYLE:
 - {_TONES[settings.GREETING_STYLE]}
@@ -61,6 +72,32 @@ def complete_intake_declaration(profile: LiveModelProfile) -> types.FunctionDecl
     )
 
 
+def flag_emergency_declaration(profile: LiveModelProfile) -> types.FunctionDeclaration:
+    return types.FunctionDeclaration(
+        name=FLAG_EMERGENCY,
+        description=(
+            "Call this at once when the patient describes symptoms that may be an emergency "
+            "happening now. The clinic's staff are alerted and the patient's screen shows the "
+            "emergency instructions; then tell the patient to call the local emergency number."
+        ),
+        parameters=types.Schema(
+            type=types.Type.OBJECT,
+            properties={
+                "reason": types.Schema(type=types.Type.STRING, description="Why this may be an emergency"),
+                "symptoms": types.Schema(
+                    type=types.Type.ARRAY,
+                    items=types.Schema(type=types.Type.STRING),
+                    description="The symptoms, in the patient's words",
+                ),
+            },
+            required=["reason", "symptoms"],
+        ),
+        # Asynchronous where the model allows it: the model tells the patient to get help at
+        # once instead of waiting for the answer.
+        behavior=types.Behavior.NON_BLOCKING if profile.async_function_calls else None,
+    )
+
+
 def live_connect_config(settings: Settings, *, resume_handle: str | None) -> types.LiveConnectConfig:
     profile = live_profile(settings.GEMINI_LIVE_MODEL)
     vocabulary = settings.TRANSCRIPTION_VOCABULARY if profile.transcription_vocabulary else []
@@ -74,7 +111,14 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
             )
         ),
         system_instruction=types.Content(parts=[types.Part(text=system_instruction(settings))]),
-        tools=[types.Tool(function_declarations=[complete_intake_declaration(profile)])],
+        tools=[
+            types.Tool(
+                function_declarations=[
+                    complete_intake_declaration(profile),
+                    flag_emergency_declaration(profile),
+                ]
+            )
+        ],
         session_resumption=types.SessionResumptionConfig(
             handle=resume_handle, transparent=True if profile.transparent_resumption else None
         ),

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from simulator.scenarios import Scenario
 
+FLAG_EMERGENCY = "flag_emergency"
 AFTER_CLOSE_LINE = "Your intake is already complete. Take care."
 # Spoken right after an asynchronous complete_intake call, while the client saves.
 HOLD_LINE = "Thank you. I'm saving your answers now; this takes a moment."
@@ -84,6 +85,7 @@ class IntakeAgent:
         tool_declared: bool = True,
         cancel_first_call: bool = False,
         async_calls: bool = False,
+        emergency_declared: bool = False,
     ) -> None:
         self.scenario = scenario
         self.state = state or AgentState(scenario=scenario.name)
@@ -91,6 +93,7 @@ class IntakeAgent:
         self._cancel_first_call = cancel_first_call
         # NON_BLOCKING: the model keeps talking while its call runs.
         self.async_calls = async_calls
+        self._emergency_declared = emergency_declared
 
     def snapshot(self) -> AgentState:
         return self.state.model_copy(deep=True)
@@ -118,7 +121,11 @@ class IntakeAgent:
         self._note("patient", typed or utterance)
         actions: list[Action] = [] if typed else [Transcribe(utterance)]
         if state.position <= len(self.scenario.exchanges):
-            return [*actions, Say(self.scenario.exchanges[state.position - 1].assistant)]
+            exchange = self.scenario.exchanges[state.position - 1]
+            if exchange.emergency is not None and self._emergency_declared:
+                # Flagged at once, then the reply that tells the patient to get help.
+                actions.append(CallTool(f"call-{uuid.uuid4()}", FLAG_EMERGENCY, exchange.emergency))
+            return [*actions, Say(exchange.assistant)]
         return actions + self._complete_intake()
 
     def on_tool_response(self, responses: dict[str, dict[str, Any]], *, silent: bool = False) -> list[Action]:

@@ -9,7 +9,7 @@ import anyio
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from simulator import protocol
-from simulator.agent import IntakeAgent
+from simulator.agent import FLAG_EMERGENCY, IntakeAgent
 from simulator.conversation import Abort, ClientGone, Close, Conversation, Ending, payload
 from simulator.echo import run_echo
 from simulator.extraction import API_KEY_INVALID
@@ -99,6 +99,7 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
         state=state,
         tool_declared=scenario.tool_name in setup.function_names,
         cancel_first_call=options.cancel_tool_call,
+        emergency_declared=FLAG_EMERGENCY in setup.function_names,
         # 3.8 calls functions asynchronously unless the declaration asks for BLOCKING.
         async_calls=model.async_function_calls and setup.behavior_of(scenario.tool_name) != "BLOCKING",
     )

@@ -19,6 +19,9 @@ class Exchange(BaseModel):
     assistant: str = Field(min_length=1)
     # The patient's next utterance is meant to be spoken over this (long) reply.
     barge_in: bool = False
+    # The model calls flag_emergency with these arguments (reason, symptoms) on hearing the
+    # patient's words, before its reply; only when the client declared that function.
+    emergency: dict[str, Any] | None = None
 
 
 class Scenario(BaseModel):

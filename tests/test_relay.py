@@ -128,7 +128,7 @@ def test_live_session_is_configured_for_audio_transcripts_voice_and_the_tool(mak
     voice = config.speech_config.voice_config.prebuilt_voice_config.voice_name  # type: ignore[union-attr]
     assert voice == settings.VOICE_MODEL
     names = [d.name for tool in config.tools or [] for d in tool.function_declarations or []]  # type: ignore[union-attr]
-    assert names == ["complete_intake"]
+    assert names == ["complete_intake", "flag_emergency"]
     prompt = config.system_instruction.parts[0].text  # type: ignore[union-attr]
     assert settings.CLINIC_NAME in prompt and "complete_intake" in prompt
     order = [

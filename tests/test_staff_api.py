@@ -99,7 +99,7 @@ def test_the_list_shows_real_intakes_newest_first_and_practice_ones_when_asked(s
         "patient_name": "James Carter",
         "date_of_birth": None,
         "chief_complaint": "follow-up visit",
-        "flags": {"life_threatening_allergy": True, "emergency": True},
+        "flags": {"life_threatening_allergy": True, "emergency": True, "emergency_reported": None},
         "started_at": listed[0]["started_at"],
         "completed_at": listed[0]["completed_at"],
         "practice": False,

@@ -9,6 +9,7 @@ import { TranscriptView } from './transcript-view.js';
 import {
   CONNECTION_FAILED,
   CONNECTION_LOST,
+  EMERGENCY_TITLE,
   KEY_MISSING,
   KIOSK_DONE,
   KIOSK_NOT_SET_UP,
@@ -39,6 +40,9 @@ const ui = {
   keyField: $('key-field'),
   keyInput: $('api-key'),
   alert: $('alert'),
+  emergency: $('emergency'),
+  emergencyTitle: $('emergency-title'),
+  emergencyText: $('emergency-text'),
   notice: $('notice'),
   start: $('start'),
   reconnect: $('reconnect'),
@@ -253,7 +257,10 @@ function handleMessage(message) {
       onStatus(message);
       break;
     case 'transcript':
-      if (message.role === 'patient') kiosk?.idle.activity();
+      if (message.role === 'patient') {
+        kiosk?.idle.activity();
+        debug.patientHeardAt = performance.now();
+      }
       transcript.append(message.role, message.text);
       break;
     case 'turn_complete':
@@ -270,12 +277,23 @@ function handleMessage(message) {
     case 'intake_complete':
       complete(message.message);
       break;
+    case 'emergency':
+      showEmergency(message);
+      break;
     case 'error':
       onServerError(message);
       break;
     default:
       console.warn('ignored a message of unknown type', message.type);
   }
+}
+
+// Stays on screen for the rest of this visit: it is cleared only with the page (Start a new intake).
+function showEmergency({ instructions }) {
+  debug.emergencyAfterPatientMs = performance.now() - (debug.patientHeardAt ?? performance.now());
+  ui.emergencyTitle.textContent = EMERGENCY_TITLE;
+  ui.emergencyText.textContent = instructions;
+  ui.emergency.hidden = false;
 }
 
 function onStatus({ state, upstream, session_id: sessionId }) {

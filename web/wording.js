@@ -63,6 +63,8 @@ export function insecureOrigin(pageUrl) {
   );
 }
 
+export const EMERGENCY_TITLE = 'Get help now';
+
 export const KIOSK_DONE = 'Done';
 export const RESTART = 'Start a new intake';
 export const IDLE_PROMPT = { question: 'Are you still there?', answer: "I'm still here" };

@@ -69,7 +69,11 @@ def _summary(row: IntakeRow) -> IntakeSummary:
         patient_name=row.patient_name,
         date_of_birth=row.date_of_birth,
         chief_complaint=row.chief_complaint,
-        flags=IntakeFlags(life_threatening_allergy=row.life_threatening_allergy, emergency=row.emergency),
+        flags=IntakeFlags(
+            life_threatening_allergy=row.life_threatening_allergy,
+            emergency=row.emergency,
+            emergency_reported=row.emergency_reported,
+        ),
         started_at=row.started_at,
         completed_at=row.completed_at,
         practice=row.practice,

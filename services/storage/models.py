@@ -67,6 +67,8 @@ class IntakeRow(Base):
     chief_complaint: Mapped[str | None] = mapped_column(Text)
     life_threatening_allergy: Mapped[bool] = mapped_column(Boolean, default=False)
     emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An emergency flagged during the session: "model" (flag_emergency) or "server" (red-flag phrase).
+    emergency_reported: Mapped[str | None] = mapped_column(String(16))
     latest_version: Mapped[int] = mapped_column(Integer, default=0)
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
     reviewed_at: Mapped[datetime | None]
@@ -125,3 +127,27 @@ class AuditRow(Base):
     fields: Mapped[dict[str, Any]]
 
     __table_args__ = (Index("ix_audit_events_intake_id", "intake_id"), Index("ix_audit_events_at", "at"))
+
+
+class DeliveryRow(Base):
+    """One notification to one channel (webhook or email): its attempts and how it ended."""
+
+    __tablename__ = "notification_deliveries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    # The event's id, the same in the webhook body and the e-mail: a receiver can deduplicate on it.
+    event_id: Mapped[str] = mapped_column(String(64))
+    # No foreign key: the log outlives a purged intake, and holds no clinical content.
+    intake_id: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(32))
+    channel: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_notification_deliveries_created_at", "created_at"),
+        Index("ix_notification_deliveries_intake_id", "intake_id"),
+    )

@@ -40,6 +40,8 @@ class SessionRecords(Protocol):
 
     async def ended(self, *, reason: str, status: IntakeStatus) -> None: ...
 
+    def flag_emergency(self, *, source: str) -> None: ...
+
 
 class StoredSession:
     """One session's writes; fire-and-forget ones that are lost fail the next awaited save."""
@@ -151,6 +153,17 @@ class StoredSession:
 
         result: int = await self._writer.commit(write)
         return result
+
+    def flag_emergency(self, *, source: str) -> None:
+        async def write(session: AsyncSession) -> None:
+            # The first source stays: a later flag from the other source changes nothing.
+            await session.execute(
+                update(IntakeRow)
+                .where(IntakeRow.id == self._id, IntakeRow.emergency_reported.is_(None))
+                .values(emergency_reported=source)
+            )
+
+        self._submit(write)
 
     async def ended(self, *, reason: str, status: IntakeStatus) -> None:
         async def write(session: AsyncSession) -> None:

@@ -5,7 +5,7 @@ import contextlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from config import Settings
 from services.storage.db import create_engine, migrate, prepare_data_dir, sessionmaker
@@ -20,6 +20,7 @@ class Storage:
     writer: StorageWriter
     store: IntakeStore
     purger: asyncio.Task[None] | None
+    sessions: async_sessionmaker[AsyncSession]
 
     async def close(self) -> None:
         if self.purger is not None:
@@ -53,4 +54,4 @@ async def open_storage(settings: Settings, *, purge: bool = True) -> Storage:
             ),
             name="storage-purge",
         )
-    return Storage(engine, writer, IntakeStore(sessions, writer), purger)
+    return Storage(engine, writer, IntakeStore(sessions, writer), purger, sessions)

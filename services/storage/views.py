@@ -13,6 +13,11 @@ IntakeStatus = Literal["in_progress", "completed", "incomplete", "failed", "aban
 class IntakeFlags(BaseModel):
     life_threatening_allergy: bool
     emergency: bool = Field(description="An allergy that needs emergency treatment (EpiPen, ER)")
+    emergency_reported: Literal["model", "server"] | None = Field(
+        None,
+        description="Emergency symptoms flagged during the intake: by the assistant (model) or by the "
+        "server's red-flag phrases (server)",
+    )
 
 
 class IntakeSummary(BaseModel):
