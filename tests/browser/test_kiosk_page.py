@@ -98,7 +98,11 @@ async def test_unanswered_idle_prompt_ends_the_intake_and_clears_the_page(
 
     await expect(page.get_by_test_id("idle-prompt")).to_be_visible(timeout=5000)
     await until(lambda: "end_session" in sent_types(server), "end_session", within=5)
+    await page.evaluate("window.beforeForgetting = true")
     await server.sockets[-1].close(code=1000, reason="end_session")
+    # The page forgets the patient by loading itself afresh (after the close, or after a short
+    # wait for it): a document without the mark is the new one.
+    await page.wait_for_function("window.beforeForgetting === undefined")
 
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "idle", timeout=5000)
     await expect(page.get_by_test_id("idle-prompt")).to_be_hidden()
@@ -176,8 +180,9 @@ async def test_server_ending_a_finished_intake_is_the_normal_end(
     await expect(page.get_by_test_id("reconnect")).to_be_hidden()
     # Leaving the review starts afresh, still as an ordinary page.
     # With the socket already closed by the server, leaving the review loads the page afresh.
-    async with page.expect_navigation():
-        await page.get_by_role("button", name="Start a new intake").click()
+    await page.evaluate("window.beforeForgetting = true")
+    await page.get_by_role("button", name="Start a new intake").click()
+    await page.wait_for_function("window.beforeForgetting === undefined")
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "idle", timeout=5000)
     await start_listening(page, server, sockets=2)
     assert console.errors == []
