@@ -236,7 +236,16 @@ class IntakeSession:
         # conversation from `state`, follow it too; `conversation` carries it for everyone.
         if state != self.conversation_state:
             self.conversation_state = state
-            self._status(state, _CONVERSATION_TEXT[state])
+            # In line with the audio, like turn_complete: the heading follows what is heard.
+            self._out.after_audio(
+                StatusMessage(
+                    state=state,
+                    message=_CONVERSATION_TEXT[state],
+                    upstream=self._deps.upstream_kind,
+                    session_id=self.id,
+                    conversation=state,
+                )
+            )
 
     def on_link_state(self, state: SessionState) -> None:
         self.state = state

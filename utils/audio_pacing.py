@@ -35,10 +35,11 @@ class AudioPacer:
     ) -> None:
         self._bytes_per_second = bytes_per_second(sample_rate)
         self._rate = rate
-        self._capacity = burst_seconds
+        # A burst is `burst_seconds` of wall time at the allowed rate (0.6 s of audio at 1.2x).
+        self._capacity = burst_seconds * max(1.0, rate)
         self._min_bytes = int(min_frame_seconds * self._bytes_per_second) // 2 * 2
         self._clock = clock
-        self._tokens = burst_seconds
+        self._tokens = self._capacity
         self._last = clock()
         self._pending = bytearray()
         self._dropping = False
