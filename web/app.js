@@ -99,7 +99,7 @@ const session = {
   // Kept for reconnects: a resume goes to the same URL, with the same key and access token.
   url: null,
   connection: null,
-  // From a drop until the intake is picked up again or given up: { backoff, timer, awaiting, lastError }.
+  // From a drop until the intake is picked up again or given up (see startResuming).
   // awaiting: this socket sent `resume`, and everything but the answer to it is ignored.
   resumption: null,
   speaking: false,
@@ -446,7 +446,7 @@ function handleClose({ opened, code, reason }) {
 
 // The socket dropped mid-intake: keep the transcript, the record and the microphone, and try again.
 function startResuming() {
-  session.resumption = { backoff: new Backoff(), timer: null, awaiting: false, lastError: null };
+  session.resumption = { backoff: new Backoff(), timer: null, awaiting: false, lastError: null, freshReady: null };
   debug.resume.drops += 1;
   held.stop();
   transcript.endTurn();
@@ -457,6 +457,7 @@ function startResuming() {
 function retry() {
   const resumption = session.resumption;
   resumption.awaiting = false;
+  resumption.freshReady = null;
   const delay = resumption.backoff.next();
   if (delay === null) {
     forgetIntake();
@@ -479,7 +480,10 @@ function answerToResume(message) {
     onStatus(message);
     held.release(sendFrame);
   } else if (message.type === 'error' && message.code === 'resume_refused') {
-    // The server carries on with a fresh intake on this socket; its own `ready` follows.
+    console.info(`resume refused: ${message.message}`);
+    // The server carries on with a fresh intake on this socket; its own `ready` follows (or came
+    // just before the refusal, while the page was still waiting).
+    const fresh = session.resumption.freshReady;
     endResumption('refused');
     ticket.forget();
     held.clear();
@@ -488,9 +492,11 @@ function answerToResume(message) {
     session.latestRecord = null;
     transcript.note(RESUME_REFUSED);
     showNotice(RESUME_REFUSED);
+    if (fresh) onStatus(fresh);
   } else {
     debug.resume.ignored += 1;
     if (message.type === 'error') session.resumption.lastError = message.code;
+    if (message.type === 'status' && message.state === 'ready') session.resumption.freshReady = message;
   }
 }
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import BrowserContext, Page, WebSocketRoute, expect
+from playwright.async_api import BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from simulator.speech import write_wav
 from tests.browser.conftest import FAKE_MICROPHONE, Console, chromium, until
@@ -125,7 +125,7 @@ async def reconnects(page: Page, server: ResumingServer, sockets: int) -> Socket
     return server.last
 
 
-def transcript_of(page: Page) -> object:
+def transcript_of(page: Page) -> Locator:
     return page.get_by_test_id("transcript").locator(".turn .turn__text")
 
 
@@ -237,8 +237,11 @@ async def test_audio_from_the_gap_goes_out_after_the_resume_bounded_and_paced(
     assert await page.evaluate("window.intakeDebug.framesSent") > sent
 
 
+# The contract sends the fresh intake's ready after the refusal; a server that started the fresh
+# intake before it read the resume may have sent it just before.
+@pytest.mark.parametrize("ready_first", [False, True], ids=["ready-after", "ready-before"])
 async def test_a_refused_resume_clears_the_page_and_carries_on_as_a_new_intake(
-    page_and_server: tuple[Page, ResumingServer],
+    page_and_server: tuple[Page, ResumingServer], ready_first: bool
 ) -> None:
     page, server = page_and_server
     await start_intake(page, server)
@@ -248,8 +251,11 @@ async def test_a_refused_resume_clears_the_page_and_carries_on_as_a_new_intake(
 
     await server.last.route.close(code=1006)
     second = await reconnects(page, server, 2)
+    if ready_first:
+        second.ready("s2", "u1")
     second.send("error", code="resume_refused", message="This conversation can no longer be resumed.")
-    second.ready("s2", "u1")
+    if not ready_first:
+        second.ready("s2", "u1")
 
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "listening")
     await expect(page.get_by_test_id("transcript")).to_contain_text(
@@ -395,3 +401,73 @@ async def test_kiosk_moving_to_the_next_patient_cancels_the_reconnect(
     assert all(message["type"] != "resume" for message in server.last.texts)
     await page.close()
     assert console.errors == []
+
+
+RECONCILE = """async ({ shown, history }) => {
+  const { reconcile } = await import('/resume.js');
+  return reconcile(shown, history);
+}"""
+
+
+def said(*turns: tuple[str, str]) -> list[dict[str, str]]:
+    return [{"role": role, "text": text} for role, text in turns]
+
+
+@pytest.mark.parametrize(
+    ("shown", "history", "complete", "append"),
+    [
+        # Everything arrived: nothing to add.
+        (
+            said(("assistant", "Hi."), ("patient", "Hello.")),
+            said(("assistant", "Hi."), ("patient", " Hello. ")),
+            [],
+            [],
+        ),
+        # Turns sent while the socket was down are appended.
+        (
+            said(("assistant", "Hi.")),
+            said(("assistant", "Hi."), ("patient", "Hello.")),
+            [],
+            said(("patient", "Hello.")),
+        ),
+        # A reply cut off by the drop is completed in place, not shown twice.
+        (
+            said(("assistant", "Hi."), ("patient", "Hello."), ("assistant", "How long")),
+            said(("assistant", "Hi."), ("patient", "Hello."), ("assistant", "How long has it hurt?")),
+            [{"index": 2, "text": "How long has it hurt?"}],
+            [],
+        ),
+        # The turn in progress was lost on the server: the page keeps what it showed.
+        (said(("assistant", "Hi."), ("patient", "Hello.")), said(("assistant", "Hi.")), [], []),
+        # Split into turns differently: only what follows the page's last turn is new.
+        (
+            said(("assistant", "Hi."), ("assistant", "What brings you in?"), ("patient", "Headaches.")),
+            said(
+                ("assistant", "Hi. What brings you in?"),
+                ("patient", "Headaches."),
+                ("assistant", "Since when?"),
+            ),
+            [],
+            said(("assistant", "Since when?")),
+        ),
+        # Nothing in common (the server kept a different conversation): the page adds nothing.
+        (said(("patient", "Yes.")), said(("assistant", "Hi."), ("patient", "No.")), [], []),
+    ],
+)
+async def test_history_meets_the_transcript_without_repeating_it(
+    browser: BrowserContext,
+    static_site: str,
+    shown: list[dict[str, str]],
+    history: list[dict[str, str]],
+    complete: list[dict[str, object]],
+    append: list[dict[str, str]],
+) -> None:
+    page = await browser.new_page()
+    await page.goto(f"{static_site}/")
+    history_turns = [{"type": "transcript", **turn} for turn in history]
+
+    result = await page.evaluate(RECONCILE, {"shown": shown, "history": history_turns})
+
+    assert result["complete"] == complete
+    assert [{"role": turn["role"], "text": turn["text"]} for turn in result["append"]] == append
+    await page.close()
