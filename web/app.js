@@ -466,11 +466,21 @@ function retry() {
     fail(RECONNECT_GAVE_UP);
     return;
   }
-  resumption.timer = setTimeout(() => {
-    resumption.awaiting = true;
-    debug.resume.attempts += 1;
-    connect(ticket.message());
-  }, delay);
+  resumption.timer = setTimeout(attempt, delay);
+}
+
+function attempt() {
+  session.resumption.awaiting = true;
+  debug.resume.attempts += 1;
+  connect(ticket.message());
+}
+
+// Back online: try now rather than when the backoff says.
+function onOnline() {
+  const resumption = session.resumption;
+  if (!resumption || resumption.awaiting) return;
+  clearTimeout(resumption.timer);
+  attempt();
 }
 
 // Until the server answers the resume, whatever else it sends belongs to no intake of this page.
@@ -612,6 +622,7 @@ async function loadSetup() {
   else apiKey.require();
 }
 
+window.addEventListener('online', onOnline);
 ui.start.addEventListener('click', start);
 ui.reconnect.addEventListener('click', () => {
   transcript.note('Reconnected: a new conversation has started.');
