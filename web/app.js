@@ -5,7 +5,7 @@ import { IntakeConnection, sessionUrl } from './connection.js';
 import { HeldAudio } from './held-audio.js';
 import { IdleWatch, ReviewCountdown, fetchPageConfig, forgetPatient } from './kiosk.js';
 import { RecordView } from './record-view.js';
-import { Backoff, ResumeTicket, reconcile, resumable } from './resume.js';
+import { ResumeTicket, Resumption, reconcile, resumable } from './resume.js';
 import { ReviewView } from './review-view.js';
 import { TranscriptView } from './transcript-view.js';
 import {
@@ -99,8 +99,7 @@ const session = {
   // Kept for reconnects: a resume goes to the same URL, with the same key and access token.
   url: null,
   connection: null,
-  // From a drop until the intake is picked up again or given up (see startResuming).
-  // awaiting: this socket sent `resume`, and everything but the answer to it is ignored.
+  // A Resumption from a drop until the intake is picked up again or given up.
   resumption: null,
   speaking: false,
   askForKey: false,
@@ -421,7 +420,7 @@ function handleClose({ opened, code, reason }) {
   }
   const resumption = session.resumption;
   if (resumption && resumable(code)) {
-    retry();
+    resumption.retry();
     return;
   }
   if (!resumption && resumable(code) && ticket.held && !session.fatalText) {
@@ -446,41 +445,23 @@ function handleClose({ opened, code, reason }) {
 
 // The socket dropped mid-intake: keep the transcript, the record and the microphone, and try again.
 function startResuming() {
-  session.resumption = { backoff: new Backoff(), timer: null, awaiting: false, lastError: null, freshReady: null };
+  session.resumption = new Resumption({
+    attempt() {
+      debug.resume.attempts += 1;
+      connect(ticket.message());
+    },
+    giveUp() {
+      forgetIntake();
+      engine.stopMic();
+      engine.flush();
+      fail(RECONNECT_GAVE_UP);
+    },
+  });
   debug.resume.drops += 1;
   held.stop();
   transcript.endTurn();
   setPhase('reconnecting');
-  retry();
-}
-
-function retry() {
-  const resumption = session.resumption;
-  resumption.awaiting = false;
-  resumption.freshReady = null;
-  const delay = resumption.backoff.next();
-  if (delay === null) {
-    forgetIntake();
-    engine.stopMic();
-    engine.flush();
-    fail(RECONNECT_GAVE_UP);
-    return;
-  }
-  resumption.timer = setTimeout(attempt, delay);
-}
-
-function attempt() {
-  session.resumption.awaiting = true;
-  debug.resume.attempts += 1;
-  connect(ticket.message());
-}
-
-// Back online: try now rather than when the backoff says.
-function onOnline() {
-  const resumption = session.resumption;
-  if (!resumption || resumption.awaiting) return;
-  clearTimeout(resumption.timer);
-  attempt();
+  session.resumption.retry();
 }
 
 // Until the server answers the resume, whatever else it sends belongs to no intake of this page.
@@ -528,7 +509,7 @@ function applyHistory({ turns = [], record: latest = null }) {
 
 function endResumption(outcome) {
   if (!session.resumption) return;
-  clearTimeout(session.resumption.timer);
+  session.resumption.cancel();
   session.resumption = null;
   debug.resume.outcomes.push(outcome);
 }
@@ -622,7 +603,7 @@ async function loadSetup() {
   else apiKey.require();
 }
 
-window.addEventListener('online', onOnline);
+window.addEventListener('online', () => session.resumption?.now());
 ui.start.addEventListener('click', start);
 ui.reconnect.addEventListener('click', () => {
   transcript.note('Reconnected: a new conversation has started.');

@@ -40,6 +40,47 @@ export class ResumeTicket {
   }
 }
 
+// One drop, from the first try to reconnect until the intake is picked up again or given up.
+// Tries come with backoff; `awaiting` is true while a socket has sent `resume` and waits for the
+// answer, and what else that socket says is kept only as far as the page may need it.
+export class Resumption {
+  constructor({ attempt, giveUp }) {
+    this.backoff = new Backoff();
+    this.attempt = attempt;
+    this.giveUp = giveUp;
+    this.timer = null;
+    this.awaiting = false;
+    // The last error the server sent instead of an answer, for when it then closes for good.
+    this.lastError = null;
+    // A fresh intake's ready that came before resume_refused.
+    this.freshReady = null;
+  }
+
+  retry() {
+    this.awaiting = false;
+    this.freshReady = null;
+    const delay = this.backoff.next();
+    if (delay === null) this.giveUp();
+    else this.timer = setTimeout(() => this.#try(), delay);
+  }
+
+  // The browser is back online: no need to wait for the backoff.
+  now() {
+    if (this.awaiting) return;
+    clearTimeout(this.timer);
+    this.#try();
+  }
+
+  cancel() {
+    clearTimeout(this.timer);
+  }
+
+  #try() {
+    this.awaiting = true;
+    this.attempt();
+  }
+}
+
 // The delays between tries after one drop; null once the server has given the intake up.
 export class Backoff {
   constructor(now = performance.now()) {
