@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     # unless the patient speaks again.
     END_GRACE_SECONDS: float = Field(8.0, ge=0)
     SHUTDOWN_GRACE_SECONDS: float = Field(10.0, ge=0)
+    # A dropped connection (or a restart) leaves the intake resumable this long; then it is
+    # abandoned. 0: a drop ends the intake.
+    RESUME_GRACE_SECONDS: float = Field(120.0, ge=0)
 
     # Storage and the staff API (issue 10).
     DATA_DIR: Path = Path("./data")

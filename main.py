@@ -26,6 +26,7 @@ from edge import EdgeGuard, presented_token, secure_storage, token_matches
 from edge_transport import uvicorn_config
 from gemini_live import IntakeSession, SessionDeps, SessionEnded, UpstreamHealth
 from gemini_live.admission import SessionRegistry
+from gemini_live.resume import ResumeDesk
 from gemini_live.shared_admission import SharedAdmission, Slot
 from schemas import ErrorMessage
 from services import metrics
@@ -40,6 +41,7 @@ from services.gemini_client import (
 from services.notifications import Notifier
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
+from services.storage.resumption import RestoredIntake
 from services.storage.runtime import open_storage
 from services.tls_certificate import TLS_DIR, ensure_certificate, trust_steps
 from tablet import tablet_routes
@@ -112,6 +114,8 @@ class AppState:
     health: UpstreamHealth = field(default_factory=UpstreamHealth)
     # Set with REDIS_URL: the limits hold across every process sharing that Redis.
     shared: SharedAdmission | None = None
+    # Set when RESUME_GRACE_SECONDS > 0: dropped intakes can be picked up again, on any process.
+    resumes: ResumeDesk | None = None
 
 
 def create_app(
@@ -138,6 +142,7 @@ def create_app(
             records=storage.store,
             shared=_shared_admission(settings),
             notifier=Notifier.from_settings(settings, storage.sessions),
+            resumes=ResumeDesk(storage.store.resumes) if storage.store.resumes is not None else None,
         )
         registry = app.state.intake.registry
         metrics.watch_queues(
@@ -146,6 +151,8 @@ def create_app(
         background = [asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")]
         if (shared := app.state.intake.shared) is not None:
             background.append(asyncio.create_task(shared.renew_forever(), name="admission-renew"))
+        if (resumes := app.state.intake.resumes) is not None:
+            background.append(asyncio.create_task(resumes.run_forever(), name="resume-heartbeat"))
         scheme = "https" if settings.serves_tls else "http"
         logger.info("serving the intake page at %s://%s:%d/app/", scheme, settings.HOST, settings.PORT)
         try:
@@ -350,6 +357,17 @@ async def run_intake_socket(websocket: WebSocket, app_state: AppState) -> None:
         registry.attach(session, client)
         logger.info("session %s opened (upstream %s)", session_id, app_state.upstream.target.kind)
         outcome = await session.run()
+        while outcome.resume is not None:
+            # The first message resumed an earlier intake: this socket carries on with that one.
+            restored = outcome.resume
+            registry.release(client, session)
+            registry.reserve(client)
+            session = IntakeSession(
+                websocket, _session_deps(app_state, api_key, restored.session_id, client, restored)
+            )
+            registry.attach(session, client)
+            logger.info("session %s resumed (generation %d)", session.id, restored.generation)
+            outcome = await session.run()
     except (ValidationError, ValueError) as exc:
         logger.exception("session could not start")
         outcome = SessionEnded(
@@ -380,7 +398,13 @@ def _well_formed_key(key: str) -> bool:
     return 0 < len(key) <= 256 and all(" " < char < "\x7f" for char in key)
 
 
-def _session_deps(app_state: AppState, api_key: str, session_id: str, client: str) -> SessionDeps:
+def _session_deps(
+    app_state: AppState,
+    api_key: str,
+    session_id: str,
+    client: str,
+    restored: RestoredIntake | None = None,
+) -> SessionDeps:
     settings = app_state.settings
     clients = app_state.clients(api_key)
     return SessionDeps(
@@ -394,6 +418,8 @@ def _session_deps(app_state: AppState, api_key: str, session_id: str, client: st
         session_id=session_id,
         client=client,
         alerts=app_state.notifier,
+        resumes=app_state.resumes,
+        restored=restored,
     )
 
 

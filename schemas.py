@@ -110,7 +110,17 @@ class ControlMessage(_Message):
     action: Literal["start", "stop", "interrupt"]
 
 
-ClientMessage = Annotated[InterruptMessage | EndSessionMessage | ControlMessage, Field(discriminator="type")]
+class ResumeMessage(_Message):
+    """The first message on a new socket: pick up an intake whose connection dropped."""
+
+    type: Literal["resume"]
+    session_id: str = Field(min_length=1, max_length=64)
+    resume_token: str = Field(min_length=1, max_length=128)
+
+
+ClientMessage = Annotated[
+    InterruptMessage | EndSessionMessage | ControlMessage | ResumeMessage, Field(discriminator="type")
+]
 client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 ConversationState = Literal["listening", "speaking", "processing", "idle"]
@@ -128,6 +138,9 @@ class StatusMessage(_Message):
     upstream: UpstreamKind | None = None
     session_id: str | None = None
     conversation: ConversationState | None = None
+    # On `ready`: what a page presents to resume this intake after a drop (rotated on each resume).
+    resume_token: str | None = None
+    resumed: bool | None = None
 
 
 class TranscriptMessage(_Message):
@@ -172,6 +185,14 @@ class EmergencyMessage(_Message):
     instructions: str
 
 
+class HistoryMessage(_Message):
+    """After a resume: the conversation so far and the latest record, as they were first sent."""
+
+    type: Literal["history"] = "history"
+    turns: list[TranscriptMessage]
+    record: ExtractedDataMessage | None = None
+
+
 ErrorCode = Literal[
     "bad_message",
     "unknown_type",
@@ -192,6 +213,8 @@ ErrorCode = Literal[
     "unauthorized",
     "server_shutdown",
     "internal_error",
+    "resume_refused",
+    "superseded",
 ]
 
 
@@ -209,6 +232,7 @@ ServerMessage = Annotated[
     | ExtractedDataMessage
     | IntakeCompleteMessage
     | EmergencyMessage
+    | HistoryMessage
     | ErrorMessage,
     Field(discriminator="type"),
 ]

@@ -12,11 +12,12 @@ from schemas import (
     EndSessionMessage,
     ErrorMessage,
     InterruptMessage,
+    ResumeMessage,
     client_message_adapter,
 )
 
 Command = Literal["interrupt", "end_session", "start"]
-KNOWN_TYPES = ("interrupt", "end_session", "control")
+KNOWN_TYPES = ("interrupt", "end_session", "control", "resume")
 # The protocol's messages are flat objects; these bounds stop a frame from reaching Python's
 # recursion limit or its 4300-digit int conversion limit, whose errors would end the session.
 MAX_JSON_DEPTH = 8
@@ -82,7 +83,7 @@ def _error(
 
 def read_browser_input(
     raw: Message, *, max_binary: int, max_text: int
-) -> BrowserInput | Command | ErrorMessage:
+) -> BrowserInput | Command | ResumeMessage | ErrorMessage:
     data = raw.get("bytes")
     if data is not None:
         if not data:
@@ -134,4 +135,6 @@ def read_browser_input(
             return AudioStreamEnd()
         case ControlMessage(action="start"):
             return "start"
+        case ResumeMessage():
+            return message
     raise AssertionError(f"unhandled message {message!r}")

@@ -55,6 +55,11 @@ class IntakeRecorder:
         self.warnings: list[str] = []
         self.completed = False
 
+    def restore(self, record: MedicalIntake | None) -> None:
+        """An intake resumed after a dropped connection: its latest record, and no extraction owed."""
+        self.record = record
+        self._turns_at_last_extraction = len(self._conversation)
+
     @property
     def busy(self) -> bool:
         return bool(self._running)

@@ -17,29 +17,37 @@ from gemini_live.queues import BrowserOutbox
 from gemini_live.recorder import IntakeRecorder, Outcome
 from gemini_live.records import SessionInfo, SessionRecords, StorageError
 from gemini_live.red_flags import RedFlagMatcher
+from gemini_live.resume import ResumeDesk
 from gemini_live.transcript import ConversationLog, FinalTurn
 from gemini_live.upstream import SessionEnded, UpstreamHealth, UpstreamLink
 from schemas import (
     ConversationState,
     EmergencyMessage,
     ErrorMessage,
+    ExtractedDataMessage,
+    HistoryMessage,
     InterruptedMessage,
+    ResumeMessage,
     Role,
     ServerMessage,
     SessionState,
     StatusMessage,
     TranscriptMessage,
+    Turn,
     TurnCompleteMessage,
 )
 from services import metrics
 from services.extraction import Extractor
 from services.gemini_client import LiveConnector, UpstreamKind
 from services.live_config import COMPLETE_INTAKE, FLAG_EMERGENCY, function_response, live_connect_config
+from services.storage.resumption import RestoredIntake, new_token
 from utils.audio_pacing import TOO_FAST_MESSAGE, AudioPacer
 
 logger = logging.getLogger(__name__)
 
 HISTORY_TURNS = 500
+# A session that ends this way stays resumable (the page reconnects); any other end is final.
+RESUMABLE = frozenset({"browser_closed", "server_shutdown", "superseded"})
 
 GREETING_CUE = types.Content(
     role="user",
@@ -78,6 +86,10 @@ class SessionDeps:
     client: str = "unknown"
     release: Callable[[], Awaitable[None]] | None = None
     alerts: ClinicAlerts = NoAlerts()
+    # Set when a dropped connection leaves the intake resumable (RESUME_GRACE_SECONDS > 0).
+    resumes: ResumeDesk | None = None
+    # An intake picked up again: its turns, record and upstream handle.
+    restored: RestoredIntake | None = None
 
 
 def _answers_later(config: types.LiveConnectConfig) -> bool:
@@ -102,6 +114,18 @@ class IntakeSession:
         self.state: SessionState = "connecting"
         self.conversation_state: ConversationState = "idle"
         self.conversation = ConversationLog(HISTORY_TURNS)
+        restored = deps.restored
+        self.generation = restored.generation if restored else 0
+        self._resume_token: str | None = None
+        self._token_hash: str | None = None
+        if deps.resumes is not None:
+            if restored is not None:
+                self._resume_token = restored.token
+            else:
+                self._resume_token, self._token_hash = new_token()
+        # Only the first message of a socket may resume an earlier intake.
+        self._first_message = True
+        self._history_owed = restored is not None
         self._answers_later = _answers_later(live_connect_config(settings, resume_handle=None))
         self._link = UpstreamLink(
             connector=deps.connector,
@@ -110,6 +134,7 @@ class IntakeSession:
             records=deps.records,
             health=deps.health,
             reconnect_attempts=settings.RECONNECT_ATTEMPTS,
+            handle=restored.handle if restored else None,
         )
         self.recorder = IntakeRecorder(
             self.id,
@@ -144,22 +169,36 @@ class IntakeSession:
         self._down_at = 0.0
         self._red_flags = RedFlagMatcher(settings.RED_FLAG_PHRASES)
         self.emergency: Emergency | None = None
+        if restored is not None:
+            self.conversation.restore([(t.index, Turn(role=t.role, text=t.text)) for t in restored.turns])
+            self.recorder.restore(restored.record)
+            match restored.emergency:
+                case "model" | "server" as source:
+                    self.emergency = Emergency(source, "flagged before the connection dropped")
 
     def queue_depths(self) -> tuple[int, int, int]:
         return len(self._link.mailbox), self._out.audio_bytes, self._out.queued_messages
 
     async def run(self) -> SessionEnded:
-        self._records.started(
-            SessionInfo(
-                session_id=self.id,
-                started_at=datetime.now(UTC),
-                upstream=self._deps.upstream_kind,
-                live_model=self._settings.GEMINI_LIVE_MODEL,
-                practice=self._deps.upstream_kind == "simulator",
-                client=self._deps.client,
+        if self._deps.restored is None:
+            self._records.started(
+                SessionInfo(
+                    session_id=self.id,
+                    started_at=datetime.now(UTC),
+                    upstream=self._deps.upstream_kind,
+                    live_model=self._settings.GEMINI_LIVE_MODEL,
+                    practice=self._deps.upstream_kind == "simulator",
+                    client=self._deps.client,
+                    resume_token_hash=self._token_hash,
+                )
             )
-        )
-        self._records.event("session_start", upstream=self._deps.upstream_kind)
+            self._records.event("session_start", upstream=self._deps.upstream_kind)
+        else:
+            self._records.event(
+                "session_resumed", generation=self.generation, handle=self._link.handle is not None
+            )
+        if self._deps.resumes is not None:
+            self._deps.resumes.attach(self)
         tasks: list[tuple[str, Callable[[], Awaitable[None]], str]] = [
             ("browser-reader", self._receive_from_browser, "browser_closed"),
             ("gemini-sender", self._link.run_sender, "sender_stopped"),
@@ -217,10 +256,22 @@ class IntakeSession:
             )
         )
 
+    def supersede(self) -> None:
+        """Another socket resumed this intake: this one closes, and its teardown hands over."""
+        self._end(
+            SessionEnded(
+                "superseded",
+                close_code=4409,
+                error=ErrorMessage(
+                    code="superseded", message="This conversation continued on another connection."
+                ),
+            )
+        )
+
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    def _status(self, state: SessionState, message: str) -> None:
+    def _status(self, state: SessionState, message: str, *, resumed: bool | None = None) -> None:
         self._out.message(
             StatusMessage(
                 state=state,
@@ -228,6 +279,8 @@ class IntakeSession:
                 upstream=self._deps.upstream_kind,
                 session_id=self.id,
                 conversation=self.conversation_state,
+                resume_token=self._resume_token if state == "ready" else None,
+                resumed=resumed,
             )
         )
 
@@ -250,12 +303,53 @@ class IntakeSession:
     def on_link_state(self, state: SessionState) -> None:
         self.state = state
         if state == "ready":
-            self._status("ready", self._ready_text())
+            if self._history_owed:
+                self._history_owed = False
+                self._status("ready", "Connected again: the conversation goes on.", resumed=True)
+                self._send_history()
+            else:
+                self._status("ready", self._ready_text())
             if self.conversation_state == "idle":
                 self._converse("listening")
         else:
             self._disarm_stall()
             self._status(state, _LINK_TEXT[state])
+
+    def _send_history(self) -> None:
+        record = self.recorder.record
+        self._out.message(
+            HistoryMessage(
+                turns=[TranscriptMessage(role=turn.role, text=turn.text) for turn in self.conversation.turns],
+                record=ExtractedDataMessage(data=record, final=False) if record is not None else None,
+            )
+        )
+        if self.emergency is not None:
+            self._out.message(
+                EmergencyMessage(
+                    source=self.emergency.source, instructions=self._settings.EMERGENCY_INSTRUCTIONS
+                )
+            )
+
+    def on_handle(self, handle: str) -> None:
+        self._records.handle(handle)
+
+    async def _resume(self, request: ResumeMessage) -> None:
+        desk = self._deps.resumes
+        if desk is None or not self._first_message:
+            why = "resuming is off on this server" if desk is None else "it must be the first message"
+            self._out.message(ErrorMessage(code="resume_refused", message=f"Cannot resume: {why}."))
+            return
+        restored = await desk.resume(request.session_id, request.resume_token)
+        if isinstance(restored, str):
+            self._records.event("resume_refused", why=restored)
+            self._out.message(
+                ErrorMessage(
+                    code="resume_refused",
+                    message=f"The earlier conversation cannot be picked up ({restored}); a new one starts.",
+                )
+            )
+            return
+        raise SessionEnded("resumed", resume=restored)
 
     def _ready_text(self) -> str:
         if self._deps.upstream_kind == "simulator":
@@ -303,7 +397,12 @@ class IntakeSession:
             parsed = read_browser_input(
                 raw, max_binary=limits.MAX_BINARY_FRAME_BYTES, max_text=limits.MAX_TEXT_FRAME_BYTES
             )
+            first, self._first_message = self._first_message, False
             match parsed:
+                case ResumeMessage():
+                    self._first_message = first
+                    await self._resume(parsed)
+                    self._first_message = False
                 case ErrorMessage():
                     self._out.message(parsed)
                 case bytes():
@@ -582,14 +681,22 @@ class IntakeSession:
         try:
             await self.recorder.drain(self._settings.SHUTDOWN_GRACE_SECONDS)
             self._record_turn(self.conversation.finalize())
-            status = self.recorder.status_at_end()
-            metrics.INTAKES_ENDED.labels(status).inc()
-            self._records.event("session_end", reason=reason, turns=len(self.conversation), status=status)
-            try:
+            if reason == "resumed":
+                await self._records.discard()
+            elif self._deps.resumes is not None and reason in RESUMABLE and not self.recorder.completed:
+                # The intake waits RESUME_GRACE_SECONDS for the page to come back, on any process.
+                self._records.event("session_suspended", reason=reason, turns=len(self.conversation))
+                await self._records.release(handle=self._link.handle)
+            else:
+                status = self.recorder.status_at_end()
+                metrics.INTAKES_ENDED.labels(status).inc()
+                self._records.event("session_end", reason=reason, turns=len(self.conversation), status=status)
                 await self._records.ended(reason=reason, status=status)
-            except StorageError as exc:
-                logger.error("session %s: the end of the session was not saved: %s", self.id, exc)
+        except StorageError as exc:
+            logger.error("session %s: the end of the session was not saved: %s", self.id, exc)
         finally:
+            if self._deps.resumes is not None:
+                self._deps.resumes.detach(self)
             try:
                 if self._deps.release is not None:
                     await self._deps.release()

@@ -49,5 +49,11 @@ class ConversationLog:
         self.count += 1
         return final
 
+    def restore(self, turns: list[tuple[int, Turn]]) -> None:
+        """The finalized turns of an intake resumed after a dropped connection."""
+        for index, turn in turns:
+            self.turns.append(turn)
+            self.count = max(self.count, index + 1)
+
     def __len__(self) -> int:
         return self.count

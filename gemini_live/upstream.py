@@ -25,6 +25,7 @@ from gemini_live.replay import ClientTurn, Outgoing, ReplayBuffer, ToolResponse
 from schemas import ErrorCode, ErrorMessage, SessionState
 from services import metrics
 from services.gemini_client import LiveConnector, LiveUpstream
+from services.storage.resumption import RestoredIntake
 from utils.audio_processing import INPUT_MIME, bytes_per_second
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,20 @@ class UpstreamHealth:
 
 
 class SessionEnded(Exception):
-    def __init__(self, reason: str, *, close_code: int = 1000, error: ErrorMessage | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        close_code: int = 1000,
+        error: ErrorMessage | None = None,
+        resume: RestoredIntake | None = None,
+    ):
         super().__init__(reason)
         self.reason = reason
         self.close_code = close_code
         self.error = error
+        # Set when the browser's first message resumed an earlier intake: the socket carries on with it.
+        self.resume = resume
 
 
 def upstream_failure(code: ErrorCode, message: str) -> SessionEnded:
@@ -86,6 +96,8 @@ class LinkListener(Protocol):
     def opening_turns(self) -> list[types.Content]: ...
 
     def on_audio_dropped(self) -> None: ...
+
+    def on_handle(self, handle: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -326,6 +338,7 @@ class UpstreamLink:
         update = message.session_resumption_update
         if update is not None and update.resumable and update.new_handle:
             self.handle = update.new_handle
+            self.listener.on_handle(update.new_handle)
             if update.last_consumed_client_message_index is not None:
                 self.mailbox.post(_Consumed(update.last_consumed_client_message_index))
             else:

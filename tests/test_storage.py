@@ -61,7 +61,7 @@ async def test_migration_upgrades_an_empty_database_to_head(database_url):
             tables = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
             version = (await connection.execute(text("SELECT version_num FROM alembic_version"))).scalar()
         assert {"intakes", "turns", "record_versions", "audit_events"} <= tables
-        assert version == "0003"
+        assert version == "0004"
         await migrate(engine, auto=False)  # at head: starts without migrating
     finally:
         await engine.dispose()

@@ -15,6 +15,7 @@ from services.storage.audit import audit_line, audit_row, audit_trail
 from services.storage.keys import dob_key, name_key, now, phone_key, take_latest
 from services.storage.models import IntakeRow, TurnRow, VersionRow
 from services.storage.recording import SessionInfo, SessionRecords, StoredSession
+from services.storage.resumption import ResumeStore
 from services.storage.views import (
     IntakeDetail,
     IntakeFlags,
@@ -95,12 +96,18 @@ def _version(row: VersionRow) -> RecordVersion:
 
 
 class IntakeStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], writer: StorageWriter) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        writer: StorageWriter,
+        resumes: ResumeStore | None = None,
+    ) -> None:
         self._sessions = sessions
         self._writer = writer
+        self.resumes = resumes
 
     def for_session(self, session_id: str) -> SessionRecords:
-        return StoredSession(self._writer, session_id)
+        return StoredSession(self._writer, session_id, self.resumes)
 
     async def flush(self) -> None:
         await self._writer.flush()

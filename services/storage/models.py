@@ -73,6 +73,15 @@ class IntakeRow(Base):
     reviewed_by: Mapped[str | None] = mapped_column(String(128))
     reviewed_at: Mapped[datetime | None]
     reviewed_version: Mapped[int | None] = mapped_column(Integer)
+    # Resuming after a dropped connection: the page's token (hashed), the newest upstream handle,
+    # the process serving the session now (NULL: none) and until when it is taken as alive, when
+    # the intake stops being resumable, and a counter bumped by every resume.
+    resume_token_hash: Mapped[str | None] = mapped_column(String(64))
+    resume_handle: Mapped[str | None] = mapped_column(Text)
+    resumable_until: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(64))
+    live_until: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         Index("ix_intakes_started_at", "started_at"),

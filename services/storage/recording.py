@@ -4,13 +4,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schemas import MedicalIntake, Turn
 from services.storage.audit import audit_row
 from services.storage.keys import now, take_latest
 from services.storage.models import IntakeRow, TurnRow, VersionRow
+from services.storage.resumption import ResumeStore
 from services.storage.views import IntakeStatus
 from services.storage.writer import StorageError, StorageWriter
 
@@ -23,6 +24,8 @@ class SessionInfo:
     live_model: str
     practice: bool
     client: str
+    # The hash of the page's resume token; None when resuming is off.
+    resume_token_hash: str | None = None
 
 
 class SessionRecords(Protocol):
@@ -42,13 +45,21 @@ class SessionRecords(Protocol):
 
     def flag_emergency(self, *, source: str) -> None: ...
 
+    def handle(self, handle: str) -> None: ...
+
+    async def release(self, *, handle: str | None) -> None: ...
+
+    async def discard(self) -> None: ...
+
 
 class StoredSession:
     """One session's writes; fire-and-forget ones that are lost fail the next awaited save."""
 
-    def __init__(self, writer: StorageWriter, session_id: str) -> None:
+    def __init__(self, writer: StorageWriter, session_id: str, resumes: ResumeStore | None = None) -> None:
         self._writer = writer
         self._id = session_id
+        # Set when dropped connections are resumable: this process holds the session's row.
+        self._resumes = resumes
         self._lost = 0
 
     def _lose(self) -> None:
@@ -66,6 +77,11 @@ class StoredSession:
                 self._lose()
 
     def started(self, info: SessionInfo) -> None:
+        owner = live_until = resumable_until = None
+        if self._resumes is not None and info.resume_token_hash is not None:
+            owner = self._resumes.owner
+            live_until, resumable_until = self._resumes.deadlines(info.started_at)
+
         async def write(session: AsyncSession) -> None:
             session.add(
                 IntakeRow(
@@ -81,6 +97,11 @@ class StoredSession:
                     life_threatening_allergy=False,
                     emergency=False,
                     latest_version=0,
+                    resume_token_hash=info.resume_token_hash,
+                    owner=owner,
+                    live_until=live_until,
+                    resumable_until=resumable_until,
+                    generation=0,
                 )
             )
 
@@ -171,7 +192,59 @@ class StoredSession:
             await session.execute(
                 update(IntakeRow)
                 .where(IntakeRow.id == self._id)
-                .values(status=status, end_reason=reason, ended_at=at, last_activity_at=at)
+                .values(
+                    status=status,
+                    end_reason=reason,
+                    ended_at=at,
+                    last_activity_at=at,
+                    owner=None,
+                    live_until=None,
+                    resumable_until=None,
+                    resume_token_hash=None,
+                    resume_handle=None,
+                )
+            )
+
+        await self._writer.commit(write)
+
+    def handle(self, handle: str) -> None:
+        """The newest upstream resumption handle, for whichever process resumes the intake."""
+        if self._resumes is None:
+            return
+        owner = self._resumes.owner
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(
+                update(IntakeRow)
+                .where(IntakeRow.id == self._id, IntakeRow.owner == owner)
+                .values(resume_handle=handle)
+            )
+
+        self._submit(write, counted=False)
+
+    async def release(self, *, handle: str | None) -> None:
+        """The connection dropped: the intake stays resumable for the grace period, held by nobody."""
+        if self._resumes is None:
+            return
+        owner = self._resumes.owner
+        resumable_until = self._resumes.released_until()
+        values: dict[str, Any] = {"owner": None, "live_until": None, "resumable_until": resumable_until}
+        if handle is not None:
+            values["resume_handle"] = handle
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(
+                update(IntakeRow).where(IntakeRow.id == self._id, IntakeRow.owner == owner).values(**values)
+            )
+
+        await self._writer.commit(write)
+
+    async def discard(self) -> None:
+        """A session that a resume replaced before anything was said leaves no row."""
+
+        async def write(session: AsyncSession) -> None:
+            await session.execute(
+                delete(IntakeRow).where(IntakeRow.id == self._id, IntakeRow.patient_turns == 0)
             )
 
         await self._writer.commit(write)

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -10,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from config import Settings
 from services.storage.db import create_engine, migrate, prepare_data_dir, sessionmaker
 from services.storage.intakes import IntakeStore
+from services.storage.resumption import ResumeStore
 from services.storage.retention import purge_forever
 from services.storage.writer import StorageWriter
 
@@ -54,4 +56,9 @@ async def open_storage(settings: Settings, *, purge: bool = True) -> Storage:
             ),
             name="storage-purge",
         )
-    return Storage(engine, writer, IntakeStore(sessions, writer), purger, sessions)
+    resumes = None
+    if settings.RESUME_GRACE_SECONDS > 0:
+        resumes = ResumeStore(
+            sessions, owner=uuid.uuid4().hex, grace=timedelta(seconds=settings.RESUME_GRACE_SECONDS)
+        )
+    return Storage(engine, writer, IntakeStore(sessions, writer, resumes), purger, sessions)

@@ -1,0 +1,64 @@
+"""This process's side of resuming: its live sessions by id, the heartbeat, and the hand-over."""
+
+import asyncio
+import logging
+from typing import Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.storage.resumption import HEARTBEAT, RestoredIntake, ResumeRefused, ResumeStore
+
+logger = logging.getLogger(__name__)
+
+
+class Resumable(Protocol):
+    id: str
+    generation: int
+
+    def supersede(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+class ResumeDesk:
+    def __init__(self, store: ResumeStore) -> None:
+        self._store = store
+        self._live: dict[str, Resumable] = {}
+
+    def attach(self, session: Resumable) -> None:
+        self._live[session.id] = session
+
+    def detach(self, session: Resumable) -> None:
+        if self._live.get(session.id) is session:
+            del self._live[session.id]
+
+    async def resume(self, session_id: str, token: str) -> RestoredIntake | str:
+        """The restored intake, or why it cannot be resumed."""
+        try:
+            claim = await self._store.claim(session_id, token)
+            if (here := self._live.get(session_id)) is not None:
+                # Its teardown releases the row, with its newest handle, before the new socket reads it.
+                here.supersede()
+                await here.wait_closed()
+            elif claim.held_by is not None:
+                await self._store.wait_released(session_id)
+            return await self._store.take(claim)
+        except ResumeRefused as exc:
+            return str(exc)
+        except (SQLAlchemyError, OSError) as exc:
+            logger.error("resume failed: the database could not be read (%s)", type(exc).__name__)
+            return "the database could not be reached"
+
+    async def run_forever(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT.total_seconds())
+            try:
+                generations = {id_: session.generation for id_, session in self._live.items()}
+                for id_ in await self._store.heartbeat(generations):
+                    if (session := self._live.get(id_)) is not None:
+                        logger.info("session %s: resumed on another connection", id_)
+                        session.supersede()
+                if expired := await self._store.expire():
+                    logger.info("%d intake(s) not resumed in time: abandoned", expired)
+            except (SQLAlchemyError, OSError) as exc:
+                logger.error("resume heartbeat failed (%s)", type(exc).__name__)
