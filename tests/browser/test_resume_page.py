@@ -279,10 +279,13 @@ async def test_a_superseded_page_says_so_and_does_not_reconnect(
     page, server = page_and_server
     await start_intake(page, server)
 
+    server.last.send("error", code="superseded", message="This conversation continued on another connection.")
     await server.last.route.close(code=4409, reason="superseded")
 
     await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "superseded")
-    await expect(page.get_by_role("alert")).to_contain_text("another window or tab")
+    await expect(page.get_by_role("alert")).to_have_text(
+        "This conversation carried on in another window or tab. You can close this one."
+    )
     await asyncio.sleep(NO_RETRY_SECONDS)
     assert len(server.sockets) == 1
     # And a new intake still starts from here.
