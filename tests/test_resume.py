@@ -40,6 +40,7 @@ class ByHandle(FakeConnector):
         super().__init__()
         self._first: FakeLiveSession | None = first
         self._resumed = list(resumed)
+        self.sessions: list[FakeLiveSession] = []
 
     @asynccontextmanager
     async def connect(self, config: types.LiveConnectConfig) -> AsyncIterator[FakeLiveSession]:
@@ -50,6 +51,7 @@ class ByHandle(FakeConnector):
             session, self._first = self._first, None
         else:
             session = FakeLiveSession()
+        self.sessions.append(session)
         try:
             yield session
         finally:
@@ -282,3 +284,21 @@ def test_resume_must_be_the_first_message(make_app, settings):
         end(ws, session)
 
     assert refused["code"] == "resume_refused" and "first message" in refused["message"]
+
+
+def test_without_a_handle_the_resumed_upstream_is_given_the_conversation_so_far(make_app, settings):
+    # The drop came before Gemini sent any handle: a new upstream conversation is told what was said.
+    no_handle = FakeLiveSession(
+        script=[Step(1, [heard("My head hurts."), said("Since when?"), turn_complete()])]
+    )
+    connector = ByHandle(no_handle)
+    with TestClient(make_app(connector)) as client:
+        ticket = first_turn_then_drop(client, settings)
+        ws, session, seen = resume(client, ticket)
+        end(ws, session)
+
+    assert connector.resumed_handles == []
+    told = [(c.role, c.parts[0].text) for c in connector.sessions[-1].client_content]  # type: ignore[index]
+    assert told[:2] == [("user", "My head hurts."), ("model", "Since when?")]
+    assert "without greeting" in told[-1][1]
+    assert [t["text"] for t in seen[-1]["turns"]] == ["My head hurts.", "Since when?"]
