@@ -5,7 +5,7 @@ import asyncio
 import logging
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from services.storage.resumption import Claim, ResumeRefused, new_token
 from services.storage.retention import purge
 from services.storage.runtime import Storage, open_storage
 from services.storage.writer import StorageWriter
+from tests import storage_support
 from tests.storage_support import scenario_record, scenario_turns, seed
 
 pytestmark = pytest.mark.integration
@@ -388,3 +389,18 @@ async def test_a_live_intake_is_kept_and_a_lapsed_one_is_abandoned(storage):
         assert row is not None
         row.generation = 1
     assert await resumes.heartbeat({"live": 0}) == ["live"]
+
+
+@pytest.fixture
+def empty_postgresql(tmp_path: Path) -> Iterator[str]:
+    yield from storage_support.database("postgresql", tmp_path)
+
+
+async def test_replicas_migrating_an_empty_postgresql_at_once_all_start(empty_postgresql):
+    engines = [create_engine(empty_postgresql) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate(engine, auto=True) for engine in engines))
+        await migrate(engines[0], auto=False)  # at head
+    finally:
+        for engine in engines:
+            await engine.dispose()
