@@ -3,6 +3,7 @@
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -64,6 +65,17 @@ class BrowserClient:
             except TimeoutError:
                 continue
         return self.of_type(kind)[count - 1]
+
+    async def wait_for_status(
+        self, wanted: Callable[[dict[str, Any]], bool], within: float = 30.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + within
+        while not (found := [m for m in self.of_type("status") if wanted(m)]):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.closed.done():
+                raise AssertionError(f"no such status within {within} s: {self.kinds()[-20:]}")
+            await self.wait_for("status", len(self.of_type("status")) + 1, within=remaining)
+        return found[0]
 
     async def speak(self, pcm: bytes, pace: float = 0.005) -> float:
         """Send speech in 100 ms frames, `pace` seconds apart; return when the last voiced frame

@@ -40,6 +40,7 @@ class ByHandle(FakeConnector):
         super().__init__()
         self._first: FakeLiveSession | None = first
         self._resumed = list(resumed)
+        self.sessions: list[FakeLiveSession] = []
 
     @asynccontextmanager
     async def connect(self, config: types.LiveConnectConfig) -> AsyncIterator[FakeLiveSession]:
@@ -50,6 +51,7 @@ class ByHandle(FakeConnector):
             session, self._first = self._first, None
         else:
             session = FakeLiveSession()
+        self.sessions.append(session)
         try:
             yield session
         finally:
@@ -75,11 +77,7 @@ Seen = list[dict[str, Any]]
 
 def resume(client: TestClient, ticket: dict[str, Any]) -> tuple[Any, WebSocketTestSession, Seen]:
     """Opens a socket, asks to resume; returns it and what came up to the resumed `ready` + `history`."""
-    ws = client.websocket_connect("/ws")
-    session = ws.__enter__()
-    session.send_json(
-        {"type": "resume", "session_id": ticket["session_id"], "resume_token": ticket["resume_token"]}
-    )
+    ws, session = ask_to_resume(client, ticket)
     seen: Seen = []
     while True:
         seen += receive_until(session, "status")
@@ -116,15 +114,33 @@ def released(settings: Settings, intake_id: str) -> None:
         time.sleep(0.05)
 
 
+def open_socket(client: TestClient) -> tuple[Any, WebSocketTestSession]:
+    ws = client.websocket_connect("/ws")
+    return ws, ws.__enter__()
+
+
+def first_turn_then_drop(client: TestClient, settings: Settings) -> dict[str, Any]:
+    """A patient says one thing, hears the reply, and loses the connection; returns their ticket."""
+    ws, session = open_socket(client)
+    ticket = ready(session)
+    session.send_bytes(CHUNK)
+    receive_until(session, "turn_complete")
+    drop(ws, session, settings, ticket["session_id"])
+    return ticket
+
+
+def ask_to_resume(client: TestClient, ticket: dict[str, Any]) -> tuple[Any, WebSocketTestSession]:
+    ws, session = open_socket(client)
+    session.send_json(
+        {"type": "resume", "session_id": ticket["session_id"], "resume_token": ticket["resume_token"]}
+    )
+    return ws, session
+
+
 def test_a_dropped_intake_resumes_with_its_history_and_the_upstream_handle(make_app, settings):
     connector = ByHandle(first_turn(), second_turn())
     with TestClient(make_app(connector)) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        ticket = ready(session)
-        session.send_bytes(CHUNK)
-        receive_until(session, "turn_complete")
-        drop(ws, session, settings, ticket["session_id"])
+        ticket = first_turn_then_drop(client, settings)
 
         ws, session, seen = resume(client, ticket)
         back = [m for m in seen if m["type"] == "status" and m.get("resumed")][0]
@@ -156,15 +172,9 @@ def test_a_dropped_intake_resumes_with_its_history_and_the_upstream_handle(make_
 def test_a_bad_token_is_refused_then_a_fresh_intake_starts_and_the_good_one_still_works(make_app, settings):
     connector = ByHandle(first_turn(), second_turn())
     with TestClient(make_app(connector)) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        ticket = ready(session)
-        session.send_bytes(CHUNK)
-        receive_until(session, "turn_complete")
-        drop(ws, session, settings, ticket["session_id"])
+        ticket = first_turn_then_drop(client, settings)
 
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
+        ws, session = open_socket(client)
         session.send_json({"type": "resume", "session_id": ticket["session_id"], "resume_token": "guess"})
         refusal, fresh = refused(session)
         end(ws, session)
@@ -182,22 +192,13 @@ def test_a_bad_token_is_refused_then_a_fresh_intake_starts_and_the_good_one_stil
 def test_a_token_works_once_and_the_rotated_one_resumes_again(make_app, settings):
     connector = ByHandle(first_turn(), FakeLiveSession(), second_turn())
     with TestClient(make_app(connector)) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        ticket = ready(session)
-        session.send_bytes(CHUNK)
-        receive_until(session, "turn_complete")
-        drop(ws, session, settings, ticket["session_id"])
+        ticket = first_turn_then_drop(client, settings)
 
         ws, session, seen = resume(client, ticket)
         rotated = [m for m in seen if m["type"] == "status" and m.get("resumed")][0]
         drop(ws, session, settings, ticket["session_id"])
 
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        session.send_json(
-            {"type": "resume", "session_id": ticket["session_id"], "resume_token": ticket["resume_token"]}
-        )
+        ws, session = ask_to_resume(client, ticket)
         used, _ = refused(session)
         end(ws, session)
 
@@ -213,12 +214,7 @@ def test_a_token_works_once_and_the_rotated_one_resumes_again(make_app, settings
 def test_an_intake_not_resumed_within_the_grace_period_is_abandoned_and_refused(make_app, settings):
     quick = tuned(settings, RESUME_GRACE_SECONDS=0.3)
     with TestClient(make_app(ByHandle(first_turn()), app_settings=quick)) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        ticket = ready(session)
-        session.send_bytes(CHUNK)
-        receive_until(session, "turn_complete")
-        drop(ws, session, settings, ticket["session_id"])
+        ticket = first_turn_then_drop(client, settings)
         deadline = time.monotonic() + 5
         while rows(settings, "SELECT status FROM intakes WHERE id = ?", ticket["session_id"]) != [
             ("abandoned",)
@@ -226,11 +222,7 @@ def test_an_intake_not_resumed_within_the_grace_period_is_abandoned_and_refused(
             assert time.monotonic() < deadline, "the intake was never abandoned"
             time.sleep(0.1)
 
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        session.send_json(
-            {"type": "resume", "session_id": ticket["session_id"], "resume_token": ticket["resume_token"]}
-        )
+        ws, session = ask_to_resume(client, ticket)
         refusal, fresh = refused(session)
         assert fresh["session_id"] != ticket["session_id"]
         end(ws, session)
@@ -264,18 +256,13 @@ def test_a_second_socket_takes_over_and_the_first_is_closed_superseded(make_app,
 
 def test_an_intake_the_patient_ended_cannot_be_resumed(make_app, settings):
     with TestClient(make_app(ByHandle(first_turn()))) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
+        ws, session = open_socket(client)
         ticket = ready(session)
         session.send_bytes(CHUNK)
         receive_until(session, "turn_complete")
         end(ws, session)
 
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
-        session.send_json(
-            {"type": "resume", "session_id": ticket["session_id"], "resume_token": ticket["resume_token"]}
-        )
+        ws, session = ask_to_resume(client, ticket)
         refusal, _ = refused(session)
         end(ws, session)
 
@@ -284,8 +271,7 @@ def test_an_intake_the_patient_ended_cannot_be_resumed(make_app, settings):
 
 def test_resume_must_be_the_first_message(make_app, settings):
     with TestClient(make_app(FakeConnector(FakeLiveSession()))) as client:
-        ws, session = client.websocket_connect("/ws"), None
-        session = ws.__enter__()
+        ws, session = open_socket(client)
         ticket = ready(session)
         session.send_bytes(CHUNK)
         session.send_json(
@@ -298,3 +284,21 @@ def test_resume_must_be_the_first_message(make_app, settings):
         end(ws, session)
 
     assert refused["code"] == "resume_refused" and "first message" in refused["message"]
+
+
+def test_without_a_handle_the_resumed_upstream_is_given_the_conversation_so_far(make_app, settings):
+    # The drop came before Gemini sent any handle: a new upstream conversation is told what was said.
+    no_handle = FakeLiveSession(
+        script=[Step(1, [heard("My head hurts."), said("Since when?"), turn_complete()])]
+    )
+    connector = ByHandle(no_handle)
+    with TestClient(make_app(connector)) as client:
+        ticket = first_turn_then_drop(client, settings)
+        ws, session, seen = resume(client, ticket)
+        end(ws, session)
+
+    assert connector.resumed_handles == []
+    told = [(c.role, c.parts[0].text) for c in connector.sessions[-1].client_content]  # type: ignore[index]
+    assert told[:2] == [("user", "My head hurts."), ("model", "Since when?")]
+    assert "without greeting" in told[-1][1]
+    assert [t["text"] for t in seen[-1]["turns"]] == ["My head hurts.", "Since when?"]

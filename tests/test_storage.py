@@ -5,7 +5,7 @@ import asyncio
 import logging
 import stat
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,10 +16,12 @@ from config import Settings
 from schemas import MedicalIntake, PatientInfo, Turn
 from services.storage.db import SchemaOutdated, alembic_config, create_engine, migrate, sessionmaker
 from services.storage.intakes import IntakeStore, SessionInfo, StorageError
-from services.storage.models import AuditRow, TurnRow
+from services.storage.models import AuditRow, IntakeRow, TurnRow
+from services.storage.resumption import Claim, ResumeRefused, new_token
 from services.storage.retention import purge
 from services.storage.runtime import Storage, open_storage
 from services.storage.writer import StorageWriter
+from tests import storage_support
 from tests.storage_support import scenario_record, scenario_turns, seed
 
 pytestmark = pytest.mark.integration
@@ -336,3 +338,69 @@ async def test_a_writer_that_stops_on_a_bug_fails_its_callers_and_a_new_writer_w
     await writer.close()
     assert "storage writer stopped (TypeError)" in caplog.text and PATIENT_WORDS not in caplog.text
     assert await seed(storage.store)  # the server's own writer goes on
+
+
+async def _resumable(storage: Storage, session_id: str) -> str:
+    token, hashed = new_token()
+    records = storage.store.for_session(session_id)
+    records.started(SessionInfo(**{**info(session_id).__dict__, "resume_token_hash": hashed}))
+    await storage.writer.flush()
+    return token
+
+
+async def test_a_resume_token_works_once_even_when_two_sockets_race_with_it(storage):
+    resumes = storage.store.resumes
+    assert resumes is not None
+    token = await _resumable(storage, "s1")
+    await storage.store.for_session("s1").release(handle="h1")
+    results = await asyncio.gather(
+        resumes.claim("s1", token), resumes.claim("s1", token), return_exceptions=True
+    )
+    claims = [r for r in results if isinstance(r, Claim)]
+    assert len(claims) == 1 and sum(isinstance(r, ResumeRefused) for r in results) == 1
+    restored = await resumes.take(claims[0])
+    assert restored.handle == "h1" and restored.generation == 1
+    # The rotated token works next, the first one never again.
+    with pytest.raises(ResumeRefused):
+        await resumes.claim("s1", token)
+    assert (await resumes.claim("s1", restored.token)).generation == 2
+
+
+async def test_a_live_intake_is_kept_and_a_lapsed_one_is_abandoned(storage):
+    resumes = storage.store.resumes
+    assert resumes is not None
+    await _resumable(storage, "live")
+    await _resumable(storage, "dropped")
+    dropped = storage.store.for_session("dropped")
+    await dropped.release(handle=None)
+    async with storage.sessions() as session, session.begin():
+        # The dropped one's grace period is over; the live one's holder keeps renewing it.
+        row = await session.get(IntakeRow, "dropped")
+        assert row is not None
+        row.resumable_until = datetime.now(UTC) - timedelta(seconds=1)
+    assert await resumes.heartbeat({"live": 0}) == []
+    assert await resumes.expire() == 1
+    async with storage.sessions() as session:
+        statuses = dict((await session.execute(select(IntakeRow.id, IntakeRow.status))).all())
+    assert statuses == {"live": "in_progress", "dropped": "abandoned"}
+    # Another connection resumed "live": its holder hears of it at the next heartbeat.
+    async with storage.sessions() as session, session.begin():
+        row = await session.get(IntakeRow, "live")
+        assert row is not None
+        row.generation = 1
+    assert await resumes.heartbeat({"live": 0}) == ["live"]
+
+
+@pytest.fixture
+def empty_postgresql(tmp_path: Path) -> Iterator[str]:
+    yield from storage_support.database("postgresql", tmp_path)
+
+
+async def test_replicas_migrating_an_empty_postgresql_at_once_all_start(empty_postgresql):
+    engines = [create_engine(empty_postgresql) for _ in range(3)]
+    try:
+        await asyncio.gather(*(migrate(engine, auto=True) for engine in engines))
+        await migrate(engines[0], auto=False)  # at head
+    finally:
+        for engine in engines:
+            await engine.dispose()

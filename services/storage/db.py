@@ -9,7 +9,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event
+from sqlalchemy import Connection, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -60,6 +60,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+# Any fixed number: the advisory lock that serializes migrations across processes.
+MIGRATION_LOCK = 0x1A7A4E
+
+
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
@@ -85,6 +89,10 @@ async def migrate(engine: AsyncEngine, *, auto: bool) -> None:
     config = alembic_config()
     async with engine.begin() as connection:
         if auto:
+            if connection.dialect.name == "postgresql":
+                # Replicas starting together on an empty database would race to create the same
+                # tables; the transaction-scoped lock makes the others wait and find them made.
+                await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             await connection.run_sync(_upgrade, config)
             return
         if not await connection.run_sync(_is_current, config):
