@@ -2,8 +2,10 @@
 import { KeyField, accessToken, fetchKeyStatus } from './access.js';
 import { AudioEngine } from './audio-engine.js';
 import { IntakeConnection, sessionUrl } from './connection.js';
+import { HeldAudio } from './held-audio.js';
 import { IdleWatch, ReviewCountdown, fetchPageConfig, forgetPatient } from './kiosk.js';
 import { RecordView } from './record-view.js';
+import { ResumeTicket, Resumption, reconcile, resumable } from './resume.js';
 import { ReviewView } from './review-view.js';
 import { TranscriptView } from './transcript-view.js';
 import {
@@ -13,8 +15,11 @@ import {
   KEY_MISSING,
   KIOSK_DONE,
   KIOSK_NOT_SET_UP,
+  RECONNECT_GAVE_UP,
   RESTART,
+  RESUME_REFUSED,
   STATES,
+  SUPERSEDED,
   describeError,
   describeMicrophoneError,
   endsConversation,
@@ -75,6 +80,8 @@ const debug = {
   interruptions: [],
   messages: {},
   errors: [],
+  resume: { drops: 0, attempts: 0, outcomes: [], ignored: 0, appended: 0, completed: 0 },
+  heldAudio: null,
 };
 window.intakeDebug = debug;
 
@@ -82,11 +89,18 @@ const transcript = new TranscriptView($('transcript'));
 const record = new RecordView($('record'));
 const apiKey = new KeyField(ui.keyField, ui.keyInput);
 const review = new ReviewView($('review'), { turns: () => transcript.turns() });
+const ticket = new ResumeTicket();
+const held = new HeldAudio();
+debug.heldAudio = held.stats;
 
-// phase: idle | connecting | ready | reconnecting | done | ended | error
+// phase: idle | connecting | ready | reconnecting | done | ended | superseded | error
 const session = {
   phase: 'idle',
+  // Kept for reconnects: a resume goes to the same URL, with the same key and access token.
+  url: null,
   connection: null,
+  // A Resumption from a drop until the intake is picked up again or given up.
+  resumption: null,
   speaking: false,
   askForKey: false,
   endedByPatient: false,
@@ -98,13 +112,10 @@ const session = {
 const engine = new AudioEngine({
   onFrame(buffer) {
     const live = session.phase === 'ready' || session.phase === 'reconnecting';
-    if (!live || !session.connection) return;
-    if (session.connection.sendAudio(buffer)) {
-      debug.framesSent += 1;
-      debug.bytesSent += buffer.byteLength;
-    } else {
-      debug.framesDropped += 1;
-    }
+    if (!live) return;
+    // Held while the socket is down, and behind the held audio until it has gone out.
+    if (session.resumption || held.busy) held.hold(buffer);
+    else if (session.connection) sendFrame(buffer);
   },
   onLevel(rms) {
     kiosk?.idle.level(rms);
@@ -124,6 +135,15 @@ const engine = new AudioEngine({
     }
   },
 });
+
+function sendFrame(buffer) {
+  if (session.connection?.sendAudio(buffer)) {
+    debug.framesSent += 1;
+    debug.bytesSent += buffer.byteLength;
+  } else {
+    debug.framesDropped += 1;
+  }
+}
 
 function displayState() {
   switch (session.phase) {
@@ -145,9 +165,9 @@ function render() {
   ui.label.textContent = label;
   ui.hint.textContent = state === 'error' ? session.fatalText ?? '' : hint;
 
-  ui.start.hidden = !(['idle', 'ended'].includes(session.phase) || (session.phase === 'ready' && !engine.micOn));
-  ui.start.textContent =
-    session.phase === 'ready' ? 'Resume microphone' : session.phase === 'ended' ? RESTART : 'Start intake';
+  const over = ['ended', 'superseded'].includes(session.phase);
+  ui.start.hidden = !(session.phase === 'idle' || over || (session.phase === 'ready' && !engine.micOn));
+  ui.start.textContent = session.phase === 'ready' ? 'Resume microphone' : over ? RESTART : 'Start intake';
   ui.stop.hidden = !inSession || (session.phase === 'ready' && !engine.micOn);
   ui.end.hidden = !inSession;
   ui.reconnect.hidden = session.phase !== 'error';
@@ -223,6 +243,9 @@ async function start() {
   session.fatalText = null;
   session.askForKey = false;
   session.endedByPatient = false;
+  // A new intake: never resume the one before it.
+  forgetIntake();
+  session.url = sessionUrl({ apiKey: key, token: accessToken() });
   setPhase('connecting');
   kiosk?.idle.start();
   try {
@@ -234,27 +257,43 @@ async function start() {
     fail(describeMicrophoneError(error));
     return;
   }
-  connect(key);
+  connect();
 }
 
-function connect(key) {
-  session.connection = new IntakeConnection(sessionUrl({ apiKey: key, token: accessToken() }), {
-    onMessage: handleMessage,
+// first: the resume message, when this socket is to pick up the intake the last one held.
+function connect(first = null) {
+  // Events of a socket the page has already let go of must not touch the current one.
+  const connection = new IntakeConnection(session.url, {
+    first,
+    onMessage(message) {
+      if (session.connection === connection) handleMessage(message);
+    },
     onAudio(buffer) {
+      if (session.connection !== connection || session.resumption?.awaiting) return;
       debug.audioChunksReceived += 1;
       debug.audioBytesReceived += buffer.byteLength;
       // A PCM16 stream never splits a sample; an odd byte would shift every later sample.
       engine.play(buffer.byteLength % 2 ? buffer.slice(0, -1) : buffer);
     },
-    onClose: handleClose,
+    onClose(event) {
+      if (session.connection === connection) handleClose(event);
+    },
   });
+  session.connection = connection;
 }
 
 function handleMessage(message) {
   debug.messages[message.type] = (debug.messages[message.type] ?? 0) + 1;
+  if (session.resumption?.awaiting) {
+    answerToResume(message);
+    return;
+  }
   switch (message.type) {
     case 'status':
       onStatus(message);
+      break;
+    case 'history':
+      applyHistory(message);
       break;
     case 'transcript':
       if (message.role === 'patient') {
@@ -296,8 +335,11 @@ function showEmergency({ instructions }) {
   ui.emergency.hidden = false;
 }
 
-function onStatus({ state, upstream, session_id: sessionId }) {
+function onStatus(message) {
+  const { state, upstream, session_id: sessionId } = message;
   if (sessionId) debug.sessionId = sessionId;
+  // The token rotates on every resume: only the newest one works.
+  if (state === 'ready') ticket.remember(message);
   if (upstream) {
     debug.upstream = upstream;
     ui.mode.hidden = upstream !== 'simulator';
@@ -344,6 +386,8 @@ function onFlushed({ droppedSeconds, framesPlayed }) {
 function onServerError({ code, message }) {
   debug.errors.push(code);
   console.info(`server error ${code}: ${message}`);
+  // A restart: the 1001 close that follows is picked up again like a drop.
+  if (code === 'server_shutdown' && ticket.held) return;
   const text = describeError(code);
   if (!endsConversation(code)) {
     showNotice(text);
@@ -368,14 +412,119 @@ function handleClose({ opened, code, reason }) {
     setPhase('ended');
     return;
   }
-  engine.stopMic();
   if (session.endedByPatient) {
+    forgetIntake();
+    engine.stopMic();
     setPhase('ended');
     return;
   }
+  const resumption = session.resumption;
+  if (resumption && resumable(code)) {
+    resumption.retry();
+    return;
+  }
+  if (!resumption && resumable(code) && ticket.held && !session.fatalText) {
+    startResuming();
+    return;
+  }
+  forgetIntake();
+  engine.stopMic();
   engine.flush();
+  if (code === 4409) {
+    superseded();
+    return;
+  }
+  // The socket that was to pick the intake up was refused (a busy or unauthorized server).
+  if (resumption) {
+    fail(resumption.lastError ? describeError(resumption.lastError) : RECONNECT_GAVE_UP);
+    return;
+  }
   fail(session.fatalText ?? (opened ? CONNECTION_LOST : CONNECTION_FAILED));
   if (session.askForKey) apiKey.reveal();
+}
+
+// The socket dropped mid-intake: keep the transcript, the record and the microphone, and try again.
+function startResuming() {
+  session.resumption = new Resumption({
+    attempt() {
+      debug.resume.attempts += 1;
+      connect(ticket.message());
+    },
+    giveUp() {
+      forgetIntake();
+      engine.stopMic();
+      engine.flush();
+      fail(RECONNECT_GAVE_UP);
+    },
+  });
+  debug.resume.drops += 1;
+  held.stop();
+  transcript.endTurn();
+  setPhase('reconnecting');
+  session.resumption.retry();
+}
+
+// Until the server answers the resume, whatever else it sends belongs to no intake of this page.
+function answerToResume(message) {
+  if (message.type === 'status' && message.state === 'ready' && message.resumed === true) {
+    endResumption('resumed');
+    onStatus(message);
+    held.release(sendFrame);
+  } else if (message.type === 'error' && message.code === 'resume_refused') {
+    console.info(`resume refused: ${message.message}`);
+    // The server carries on with a fresh intake on this socket; its own `ready` follows (or came
+    // just before the refusal, while the page was still waiting).
+    const fresh = session.resumption.freshReady;
+    endResumption('refused');
+    ticket.forget();
+    held.clear();
+    transcript.clear();
+    record.clear();
+    session.latestRecord = null;
+    transcript.note(RESUME_REFUSED);
+    showNotice(RESUME_REFUSED);
+    if (fresh) onStatus(fresh);
+  } else {
+    debug.resume.ignored += 1;
+    if (message.type === 'error') session.resumption.lastError = message.code;
+    if (message.type === 'status' && message.state === 'ready') session.resumption.freshReady = message;
+  }
+}
+
+// Appends only what the page does not show yet: turns it never received during the drop.
+function applyHistory({ turns = [], record: latest = null }) {
+  const { complete, append } = reconcile(transcript.turns(), turns);
+  for (const { index, text } of complete) transcript.complete(index, text);
+  for (const { role, text } of append) {
+    transcript.append(role, text);
+    transcript.endTurn();
+  }
+  debug.resume.completed += complete.length;
+  debug.resume.appended += append.length;
+  if (latest?.data) {
+    session.latestRecord = latest.data;
+    record.update(latest.data);
+  }
+}
+
+function endResumption(outcome) {
+  if (!session.resumption) return;
+  session.resumption.cancel();
+  session.resumption = null;
+  debug.resume.outcomes.push(outcome);
+}
+
+// After this the page never resumes the current intake: it ended, moved on, or went elsewhere.
+function forgetIntake() {
+  endResumption('cancelled');
+  ticket.forget();
+  held.clear();
+}
+
+function superseded() {
+  kiosk?.idle.stop();
+  showAlert(SUPERSEDED);
+  setPhase('superseded');
 }
 
 function stopMicrophone() {
@@ -387,8 +536,13 @@ function stopMicrophone() {
 function endConversation() {
   session.endedByPatient = true;
   engine.stopMic();
+  held.clear();
   const connection = session.connection;
-  if (!connection) {
+  // An open socket that is resuming still ends the intake: the server reads `resume` first.
+  if (!connection?.isOpen) {
+    forgetIntake();
+    session.connection = null;
+    connection?.close();
     setPhase('ended');
     return;
   }
@@ -399,6 +553,7 @@ function endConversation() {
 }
 
 function complete(message) {
+  forgetIntake();
   engine.stopMic();
   setPhase('done');
   ui.workspace.hidden = true;
@@ -416,6 +571,8 @@ async function leave() {
   kiosk?.idle.stop();
   session.endedByPatient = true;
   engine.stopMic();
+  // A pending reconnect must never pick this patient's intake up for the next one.
+  forgetIntake();
   await session.connection?.end(LEAVE_WAIT_MS);
   // The ordinary page keeps the patient's own key for this tab; a kiosk keeps nothing.
   const shown = [$('transcript'), $('record'), $('review-record'), $('review-transcript'), $('review-message')];
@@ -446,6 +603,7 @@ async function loadSetup() {
   else apiKey.require();
 }
 
+window.addEventListener('online', () => session.resumption?.now());
 ui.start.addEventListener('click', start);
 ui.reconnect.addEventListener('click', () => {
   transcript.note('Reconnected: a new conversation has started.');

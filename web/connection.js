@@ -14,12 +14,14 @@ export function sessionUrl({ apiKey, token } = {}) {
 }
 
 export class IntakeConnection {
-  constructor(url, { onMessage, onAudio, onClose }) {
+  // first: a message that must be the first thing the server reads (a resume).
+  constructor(url, { onMessage, onAudio, onClose, first = null }) {
     this.opened = false;
     this.socket = new WebSocket(url);
     this.socket.binaryType = 'arraybuffer';
     this.socket.onopen = () => {
       this.opened = true;
+      if (first) this.send(first);
     };
     this.socket.onmessage = ({ data }) => {
       if (typeof data !== 'string') {

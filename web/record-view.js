@@ -23,6 +23,10 @@ export class RecordView {
     this.container = container;
     this.highlight = highlight;
     this.empty = empty;
+    this.clear();
+  }
+
+  clear() {
     this.alert = h('div', { className: 'critical-alert', 'data-testid': 'critical-allergy', hidden: true });
     this.sections = new Map();
     const parts = SECTIONS.map(([id, title]) => {
@@ -36,7 +40,7 @@ export class RecordView {
       this.sections.set(id, { section, body, snapshot: null });
       return section;
     });
-    container.replaceChildren(this.alert, ...parts);
+    this.container.replaceChildren(this.alert, ...parts);
   }
 
   update(record) {

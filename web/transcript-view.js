@@ -36,6 +36,17 @@ export class TranscriptView {
     if (stick) this.#follow();
   }
 
+  // A turn the drop cut off, completed from the server's history.
+  complete(index, text) {
+    const turn = this.container.querySelectorAll('.turn')[index];
+    if (turn) turn.querySelector('.turn__text').textContent = text;
+  }
+
+  clear() {
+    this.current = null;
+    this.container.replaceChildren(...(this.placeholder ? [this.placeholder] : []));
+  }
+
   turns() {
     return [...this.container.querySelectorAll('.turn')].map((turn) => ({
       role: turn.dataset.role,

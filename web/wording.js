@@ -9,6 +9,7 @@ export const STATES = {
   reconnecting: ['Reconnecting…', 'Hold on while we restore the connection.'],
   done: ['Done', 'Your intake is complete. Thank you.'],
   ended: ['Conversation ended', 'You ended the conversation. You can start a new one.'],
+  superseded: ['Continued elsewhere', 'This conversation carried on in another window or tab.'],
   error: ['Something went wrong', ''],
 };
 
@@ -45,10 +46,16 @@ const ERRORS = {
   audio_too_fast: 'Your recording arrived faster than real time; part of it was skipped.',
   bad_api_key: 'The API key is not valid: check it for stray spaces or characters.',
   upstream_unreachable: 'The assistant service cannot be reached right now. Please try again in a moment.',
+  superseded: 'This conversation carried on in another window or tab. You can close this one.',
 };
 
 export const CONNECTION_LOST = 'The connection to the clinic was lost.';
 export const CONNECTION_FAILED = 'We could not reach the clinic. Check your internet connection and try again.';
+export const RECONNECT_GAVE_UP =
+  'The connection to the clinic was lost and could not be restored. Press Reconnect to start a new conversation.';
+export const RESUME_REFUSED =
+  'We could not pick up your earlier conversation, so a new one has started. Please tell the assistant again what you had said.';
+export const SUPERSEDED = ERRORS.superseded;
 export const KEY_MISSING = 'Please enter the Gemini API key to start.';
 export const KIOSK_NOT_SET_UP = 'This tablet is not set up yet. Please ask the front desk for help.';
 
