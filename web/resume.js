@@ -7,10 +7,11 @@ const DELAYS_MS = [500, 1000, 2000, 4000, 5000];
 // after that is refused anyway, so the page stops trying and offers a new intake.
 const GIVE_UP_MS = 120_000;
 
-// No close frame (the network went) and 1001 (the server is restarting): the intake is still
-// there to pick up. Every other close, including 4409 (taken over elsewhere), is final.
+// No close frame (the network went), 1001 or 1012 (the server is restarting) and 1013 (a server
+// shutting down or at its limit refused the new socket): the intake is still there to pick up.
+// Every other close, including 4409 (taken over elsewhere), is final.
 export function resumable(code) {
-  return code === 1006 || code === 1001;
+  return code === 1006 || code === 1001 || code === 1012 || code === 1013;
 }
 
 // The newest session_id and resume_token: every `ready` carries them, and a resume rotates the token.

@@ -340,6 +340,22 @@ async def test_other_closes_do_not_reconnect(page_and_server: tuple[Page, Resumi
     await expect(page.get_by_role("button", name="Reconnect")).to_be_visible()
 
 
+async def test_a_restart_that_refuses_the_first_resume_is_retried_until_it_takes(
+    page_and_server: tuple[Page, ResumingServer],
+) -> None:
+    # The old process closes 1001 and, still shutting down, refuses the next socket with 1013.
+    page, server = page_and_server
+    await start_intake(page, server)
+    await server.last.route.close(code=1001)
+    refused = await reconnects(page, server, 2)
+    await refused.route.close(code=1013)
+    back = await reconnects(page, server, 3)
+    assert back.texts[0] == {"type": "resume", "session_id": "s1", "resume_token": "t1"}
+    back.ready("s1", "t2", resumed=True)
+    back.send("history", turns=[], record=None)
+    await expect(page.get_by_test_id("status")).to_have_attribute("data-state", "listening")
+
+
 async def test_retries_back_off_and_give_up_when_the_server_would_have(
     browser: BrowserContext, static_site: str
 ) -> None:
