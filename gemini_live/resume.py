@@ -53,11 +53,12 @@ class ResumeDesk:
         while True:
             await asyncio.sleep(HEARTBEAT.total_seconds())
             try:
-                generations = {id_: session.generation for id_, session in self._live.items()}
-                for id_ in await self._store.heartbeat(generations):
-                    if (session := self._live.get(id_)) is not None:
-                        logger.info("session %s: resumed on another connection", id_)
-                        session.supersede()
+                # The sessions as they were when asked about: one that took over an id meanwhile
+                # has the new generation and must not be closed for the old one's.
+                live = dict(self._live)
+                for id_ in await self._store.heartbeat({id_: s.generation for id_, s in live.items()}):
+                    logger.info("session %s: resumed on another connection", id_)
+                    live[id_].supersede()
                 if expired := await self._store.expire():
                     logger.info("%d intake(s) not resumed in time: abandoned", expired)
             except (SQLAlchemyError, OSError) as exc:
