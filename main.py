@@ -142,7 +142,11 @@ def create_app(
             records=storage.store,
             shared=_shared_admission(settings),
             notifier=Notifier.from_settings(settings, storage.sessions),
-            resumes=ResumeDesk(storage.store.resumes) if storage.store.resumes is not None else None,
+            resumes=(
+                ResumeDesk(storage.store.resumes, flush=storage.store.flush)
+                if storage.store.resumes is not None
+                else None
+            ),
         )
         registry = app.state.intake.registry
         metrics.watch_queues(

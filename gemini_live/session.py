@@ -341,6 +341,7 @@ class IntakeSession:
             return
         restored = await desk.resume(request.session_id, request.resume_token)
         if isinstance(restored, str):
+            logger.info("session %s: resume refused: %s", request.session_id[:64], restored)
             self._records.event("resume_refused", why=restored)
             self._out.message(
                 ErrorMessage(

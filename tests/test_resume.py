@@ -80,8 +80,9 @@ def resume(client: TestClient, ticket: dict[str, Any]) -> tuple[Any, WebSocketTe
     ws, session = ask_to_resume(client, ticket)
     seen: Seen = []
     while True:
-        seen += receive_until(session, "status")
-        if seen[-1]["state"] == "ready" and seen[-1].get("resumed"):
+        seen += receive_until(session, ("status", "error"))
+        assert seen[-1].get("code") != "resume_refused", seen[-1]
+        if seen[-1].get("state") == "ready" and seen[-1].get("resumed"):
             break
     seen += receive_until(session, "history")
     return ws, session, seen

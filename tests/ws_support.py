@@ -10,8 +10,11 @@ from starlette.websockets import WebSocketDisconnect
 CHUNK = b"\x01\x00" * 1600  # 100 ms of 16 kHz PCM16
 
 
-def receive_until(ws: WebSocketTestSession, wanted: str, limit: int = 200) -> list[dict[str, Any]]:
-    """JSON messages (binary frames as {"type": "audio"}) up to and including `wanted`."""
+def receive_until(
+    ws: WebSocketTestSession, wanted: str | tuple[str, ...], limit: int = 200
+) -> list[dict[str, Any]]:
+    """JSON messages (binary frames as {"type": "audio"}) up to and including `wanted` (one of)."""
+    kinds = wanted if isinstance(wanted, tuple) else (wanted,)
     seen: list[dict[str, Any]] = []
     for _ in range(limit):
         raw = ws.receive()
@@ -22,7 +25,7 @@ def receive_until(ws: WebSocketTestSession, wanted: str, limit: int = 200) -> li
             continue
         message = json.loads(raw["text"])
         seen.append(message)
-        if message["type"] == wanted:
+        if message["type"] in kinds:
             return seen
     raise AssertionError(f"no {wanted!r} among {[m['type'] for m in seen]}")
 

@@ -84,7 +84,7 @@ class ResumeStore:
 
     async def claim(self, session_id: str, token: str) -> Claim:
         at = now()
-        async with self._sessions() as session, session.begin():
+        async with self._sessions() as session:
             row = await session.get(IntakeRow, session_id)
             if row is None or row.resume_token_hash is None:
                 raise ResumeRefused("no resumable intake with that id")
@@ -92,22 +92,24 @@ class ResumeStore:
                 raise ResumeRefused("the resume token does not match (it is used once)")
             if row.status != "in_progress" or row.resumable_until is None or row.resumable_until < at:
                 raise ResumeRefused("the intake is no longer resumable")
-            # Read before the update, which refreshes `row`.
-            generation, held_by = row.generation, row.owner
+            stored_hash, generation, held_by = row.resume_token_hash, row.generation, row.owner
             alive = held_by is not None and row.live_until is not None and row.live_until > at
-            fresh, fresh_hash = new_token()
+        # A transaction of its own, guarded by what was read: on SQLite a transaction that read
+        # and then writes fails at once if another connection wrote in between.
+        fresh, fresh_hash = new_token()
+        async with self._sessions() as session, session.begin():
             rotated = await session.execute(
                 update(IntakeRow)
                 .where(
                     IntakeRow.id == session_id,
-                    IntakeRow.resume_token_hash == row.resume_token_hash,
+                    IntakeRow.resume_token_hash == stored_hash,
                     IntakeRow.generation == generation,
                 )
                 .values(resume_token_hash=fresh_hash, generation=generation + 1)
             )
-            if rotated.rowcount != 1:  # type: ignore[attr-defined]
-                raise ResumeRefused("the resume token was used by another connection")
-            return Claim(session_id, generation + 1, fresh, held_by if alive else None)
+        if rotated.rowcount != 1:  # type: ignore[attr-defined]
+            raise ResumeRefused("the resume token was used by another connection")
+        return Claim(session_id, generation + 1, fresh, held_by if alive else None)
 
     async def wait_released(self, session_id: str, *, poll: float = 0.1) -> None:
         """Until the holder lets go, or its heartbeat lapses (at most LIVE_FOR)."""
