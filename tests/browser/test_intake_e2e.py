@@ -196,6 +196,27 @@ async def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, IntakeRun]
     return {name: task.result() for name, task in tasks.items()}
 
 
+def shown_and_scripted(
+    scenario: Scenario, shown: list[dict[str, Any]]
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The page's turns past the opening line, and the scenario's, as (role, words) pairs."""
+    turns = [(turn["role"], words(turn["text"])) for turn in shown]
+    if turns and turns[0] == ("assistant", words(scenario.opening)):
+        turns = turns[1:]
+    # gemini-3.8-live keeps talking while complete_intake runs: a holding line, then the closing.
+    hold = words(HOLD_LINE)
+    turns = [
+        (role, text.removeprefix(hold).strip()) for role, text in turns if (role, text) != ("assistant", hold)
+    ]
+    replies = [exchange.assistant for exchange in scenario.exchanges] + [scenario.closing]
+    expected = [
+        item
+        for patient, reply in zip(scenario.patient_turns, replies, strict=True)
+        for item in (("patient", words(patient)), ("assistant", words(reply)))
+    ]
+    return turns, expected
+
+
 def words(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
@@ -231,20 +252,7 @@ async def test_the_simulator_hears_the_patient_through_the_page(
 async def test_transcripts_of_both_roles_appear_in_order(runs: dict[str, IntakeRun], name: str) -> None:
     run = runs[name].check()
     scenario = run.scenario
-    turns = [(turn["role"], words(turn["text"])) for turn in run.turns]
-    if turns and turns[0] == ("assistant", words(scenario.opening)):
-        turns = turns[1:]
-    # gemini-3.8-live keeps talking while complete_intake runs: a holding line, then the closing.
-    hold = words(HOLD_LINE)
-    turns = [
-        (role, text.removeprefix(hold).strip()) for role, text in turns if (role, text) != ("assistant", hold)
-    ]
-    replies = [exchange.assistant for exchange in scenario.exchanges] + [scenario.closing]
-    expected = [
-        item
-        for patient, reply in zip(scenario.patient_turns, replies, strict=True)
-        for item in (("patient", words(patient)), ("assistant", words(reply)))
-    ]
+    turns, expected = shown_and_scripted(scenario, run.turns)
     assert [role for role, _ in turns] == [role for role, _ in expected]
     cut_short = [words(text) for text in run.interrupted_turns]
     for (_, said), (_, scripted) in zip(turns, expected, strict=True):

@@ -10,7 +10,6 @@ same time, so the page's first tries to reconnect fail as they would on a real p
 
 import asyncio
 import contextlib
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,11 +21,17 @@ import pytest_asyncio
 from playwright.async_api import Error as PlaywrightError
 from playwright.async_api import expect
 
-from simulator.agent import HOLD_LINE
 from simulator.scenarios import Scenario, load_scenario
 from simulator.speech import conversation_audio, write_wav
 from tests.browser.conftest import FAKE_MICROPHONE, Console, chromium
-from tests.browser.test_intake_e2e import PATIENT_RATE, TIME_SCALE, WRAP_UP_SECONDS, intake_server
+from tests.browser.test_intake_e2e import (
+    PATIENT_RATE,
+    TIME_SCALE,
+    WRAP_UP_SECONDS,
+    intake_server,
+    shown_and_scripted,
+    words,
+)
 
 pytestmark = [
     pytest.mark.browser,
@@ -115,10 +120,6 @@ class DropRun:
         if self.failure:
             pytest.fail(f"the intake with a network drop did not finish: {self.failure}")
         return self
-
-
-def words(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
 
 
 TURNS = """() => [...document.querySelectorAll('#transcript .turn')].map(t => ({
@@ -229,23 +230,12 @@ async def test_the_conversation_carries_on_after_the_drop(run: DropRun) -> None:
 async def test_no_turn_is_lost_or_shown_twice(run: DropRun) -> None:
     run.check()
     scenario = run.scenario
-    turns = [(turn["role"], words(turn["text"])) for turn in run.turns]
+    shown = [(turn["role"], words(turn["text"])) for turn in run.turns]
     # Nothing shown before the drop went missing or moved.
-    assert turns[: len(run.turns_before_drop)] == [
+    assert shown[: len(run.turns_before_drop)] == [
         (turn["role"], words(turn["text"])) for turn in run.turns_before_drop
     ]
-    if turns and turns[0] == ("assistant", words(scenario.opening)):
-        turns = turns[1:]
-    hold = words(HOLD_LINE)
-    turns = [
-        (role, text.removeprefix(hold).strip()) for role, text in turns if (role, text) != ("assistant", hold)
-    ]
-    replies = [exchange.assistant for exchange in scenario.exchanges] + [scenario.closing]
-    expected = [
-        item
-        for patient, reply in zip(scenario.patient_turns, replies, strict=True)
-        for item in (("patient", words(patient)), ("assistant", words(reply)))
-    ]
+    turns, expected = shown_and_scripted(scenario, run.turns)
     assert turns == expected
 
 
