@@ -333,9 +333,9 @@ class IntakeSession:
     def on_handle(self, handle: str) -> None:
         self._records.handle(handle)
 
-    async def _resume(self, request: ResumeMessage) -> None:
+    async def _resume(self, request: ResumeMessage, *, first: bool) -> None:
         desk = self._deps.resumes
-        if desk is None or not self._first_message:
+        if desk is None or not first:
             why = "resuming is off on this server" if desk is None else "it must be the first message"
             self._out.message(ErrorMessage(code="resume_refused", message=f"Cannot resume: {why}."))
             return
@@ -401,9 +401,7 @@ class IntakeSession:
             first, self._first_message = self._first_message, False
             match parsed:
                 case ResumeMessage():
-                    self._first_message = first
-                    await self._resume(parsed)
-                    self._first_message = False
+                    await self._resume(parsed, first=first)
                 case ErrorMessage():
                     self._out.message(parsed)
                 case bytes():
