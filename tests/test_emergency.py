@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import time
 from typing import Any
 
 import pytest
@@ -120,7 +121,10 @@ def test_the_safety_net_raises_an_emergency_the_model_did_not(
 
 
 def session_id(client: TestClient) -> str:
-    intakes = queue(client)
+    # The session's row is committed by the storage writer moments after the session starts.
+    deadline = time.monotonic() + 5
+    while not (intakes := queue(client)) and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert intakes, "the session's row was not written"
     found: str = intakes[0]["id"]
     return found
