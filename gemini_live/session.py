@@ -443,7 +443,7 @@ class IntakeSession:
         if content.model_turn is not None:
             for part in content.model_turn.parts or []:
                 if part.inline_data is not None and part.inline_data.data:
-                    await self._model_audio(part.inline_data.data)
+                    await self.on_model_audio(part.inline_data.data)
         if content.output_transcription is not None and content.output_transcription.text:
             self._disarm_stall()
             self._transcript("assistant", content.output_transcription.text)
@@ -458,7 +458,7 @@ class IntakeSession:
         self._transcript("patient", text)
         self._arm_stall()
 
-    async def _model_audio(self, data: bytes) -> None:
+    async def on_model_audio(self, data: bytes) -> None:
         self._disarm_stall()
         self._postpone_end()
         if self._muted:

@@ -25,6 +25,7 @@ from gemini_live.replay import ClientTurn, Outgoing, ReplayBuffer, ToolResponse
 from schemas import ErrorCode, ErrorMessage, SessionState
 from services import metrics
 from services.gemini_client import LiveConnector, LiveUpstream
+from services.live_socket import ModelAudio
 from services.storage.resumption import RestoredIntake
 from utils.audio_processing import INPUT_MIME, bytes_per_second
 
@@ -33,6 +34,9 @@ logger = logging.getLogger(__name__)
 # 5 chunks of 100 ms: enough to absorb jitter, and a stalled upstream pushes back on the
 # browser within half a second because the reader blocks on a full mailbox.
 INBOUND_CHUNKS = 5
+# Audio queued in the mailbox is sent as one message of up to 200 ms (browser frames are 100 ms;
+# smaller ones, or a backlog, are joined without waiting for more).
+JOIN_AUDIO_BYTES = int(0.2 * bytes_per_second(16000))
 # While the upstream reconnects, the first 2 s of the patient's speech are held and sent once it
 # is back; anything beyond is dropped with a notice rather than delayed further.
 HOLD_BYTES = int(2.0 * bytes_per_second(16000))
@@ -88,6 +92,8 @@ def upstream_failure(code: ErrorCode, message: str) -> SessionEnded:
 
 class LinkListener(Protocol):
     """What the session does with what the link sees."""
+
+    async def on_model_audio(self, data: bytes) -> None: ...
 
     async def on_message(self, message: types.LiveServerMessage) -> None: ...
 
@@ -193,6 +199,8 @@ class UpstreamLink:
                 case _ if upstream is None:
                     self._hold(item)
                 case _:
+                    if isinstance(item, bytes):
+                        item = self.mailbox.join_queued(item, JOIN_AUDIO_BYTES)
                     if await self._send(upstream, item):
                         index += 1
                         self._replay.sent(index, item)
@@ -222,9 +230,9 @@ class UpstreamLink:
         try:
             match item:
                 case bytes():
-                    await upstream.send_realtime_input(audio=types.Blob(data=item, mime_type=INPUT_MIME))
+                    await upstream.send_audio(item, INPUT_MIME)
                 case AudioStreamEnd():
-                    await upstream.send_realtime_input(audio_stream_end=True)
+                    await upstream.send_audio_stream_end()
                 case ToolResponse():
                     await upstream.send_tool_response(function_responses=list(item.responses))
                 case ClientTurn():
@@ -318,6 +326,10 @@ class UpstreamLink:
             async with asyncio.timeout(None) as deadline:
                 while True:
                     async for message in upstream.receive():
+                        if isinstance(message, ModelAudio):
+                            self.in_reply = True
+                            await self.listener.on_model_audio(message.data)
+                            continue
                         self._track(message)
                         await self.listener.on_message(message)
                         if message.go_away is not None and not leaving:

@@ -12,6 +12,8 @@ import certifi
 from google import genai
 from google.genai import types
 
+from services.live_socket import LiveSocket, ModelAudio
+
 UpstreamKind = Literal["google", "simulator", "custom"]
 
 # The SDK retries generateContent (not the Live socket) with exponential backoff and jitter
@@ -29,11 +31,11 @@ EXTRACTION_RETRY = types.HttpRetryOptions(
 
 
 class LiveUpstream(Protocol):
-    """The part of google-genai's AsyncSession the relay uses."""
+    """What the relay does with a Live session (services/live_socket.py wraps the SDK's)."""
 
-    async def send_realtime_input(
-        self, *, audio: types.Blob | None = None, audio_stream_end: bool | None = None
-    ) -> None: ...
+    async def send_audio(self, pcm: bytes, mime_type: str) -> None: ...
+
+    async def send_audio_stream_end(self) -> None: ...
 
     async def send_tool_response(self, *, function_responses: list[types.FunctionResponse]) -> None: ...
 
@@ -41,7 +43,7 @@ class LiveUpstream(Protocol):
         self, *, turns: types.Content | list[types.Content | types.ContentDict], turn_complete: bool = True
     ) -> None: ...
 
-    def receive(self) -> AsyncIterator[types.LiveServerMessage]: ...
+    def receive(self) -> AsyncIterator[types.LiveServerMessage | ModelAudio]: ...
 
     async def close(self) -> None: ...
 
@@ -122,4 +124,4 @@ class GenaiConnector:
     @asynccontextmanager
     async def connect(self, config: types.LiveConnectConfig) -> AsyncIterator[LiveUpstream]:
         async with self._client.aio.live.connect(model=self._model, config=config) as session:
-            yield session
+            yield LiveSocket(session, vertexai=self._client.vertexai)

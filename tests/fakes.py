@@ -83,15 +83,17 @@ class FakeLiveSession:
             self._progress = asyncio.Condition()
         return self._progress
 
-    async def send_realtime_input(
-        self, *, audio: types.Blob | None = None, audio_stream_end: bool | None = None
-    ) -> None:
+    async def send_audio(self, pcm: bytes, mime_type: str) -> None:
         if self.closed:
             raise errors.APIError(1006, {"message": "closed"})
-        if audio is not None:
-            self.audio_in.append(audio)
-        if audio_stream_end:
-            self.stream_ends += 1
+        self.audio_in.append(types.Blob(data=pcm, mime_type=mime_type))
+        async with self._condition():
+            self._condition().notify_all()
+
+    async def send_audio_stream_end(self) -> None:
+        if self.closed:
+            raise errors.APIError(1006, {"message": "closed"})
+        self.stream_ends += 1
         async with self._condition():
             self._condition().notify_all()
 
