@@ -3,7 +3,7 @@
 import asyncio
 import logging
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from schemas import ServerMessage, TranscriptMessage
 
@@ -55,10 +55,23 @@ class SenderMailbox(Generic[Event, Item]):
         self._writable.set()
         return item
 
+    def join_queued(self, first: bytes, max_bytes: int) -> bytes:
+        """`first` with the audio queued right behind it, up to `max_bytes`: one upstream message
+        instead of several when the browser sends small frames or the sender fell behind.
+        Nothing waits for more; with an event pending, the event goes first as usual."""
+        if self._events or not self._items or not isinstance(self._items[0], bytes):
+            return first
+        joined, _ = _join_front(self._items, first, max_bytes)
+        self._writable.set()
+        return joined
+
 
 # About 20 s of the model's 24 kHz PCM16: it arrives faster than real time, so this absorbs a
 # whole reply while the browser plays it; a full lane blocks the upstream reader.
 MAX_AUDIO_BYTES = 20 * 24000 * 2
+# 200 ms of model audio: the most one browser frame carries, so a barge-in still stops playback
+# within what the page has already been sent.
+JOIN_AUDIO_BYTES = 24000 * 2 // 5
 # Messages are small and the writer sends them first, so this fills only when the browser stops
 # reading; then the oldest transcript pieces are dropped (the record and errors never are).
 MAX_MESSAGES = 1024
@@ -131,7 +144,21 @@ class BrowserOutbox:
             return self._messages.popleft()
         item = self._audio.popleft()
         if isinstance(item, bytes):
-            self._audio_bytes -= len(item)
+            # Audio queued behind it goes in the same frame (up to JOIN_AUDIO_BYTES): the model's
+            # chunks arrive faster than real time, so a browser frame per chunk is needless work.
+            item, size = _join_front(self._audio, item, JOIN_AUDIO_BYTES)
+            self._audio_bytes -= size
             if self._audio_bytes < MAX_AUDIO_BYTES:
                 self._writable.set()
         return item
+
+
+def _join_front(queue: deque[Any], first: bytes, max_bytes: int) -> tuple[bytes, int]:
+    """`first` and the bytes at the front of `queue` (taken off it) while they fit in `max_bytes`."""
+    chunks = [first]
+    size = len(first)
+    while queue and isinstance(head := queue[0], bytes) and size + len(head) <= max_bytes:
+        chunks.append(head)
+        size += len(head)
+        queue.popleft()
+    return (first if len(chunks) == 1 else b"".join(chunks)), size

@@ -6,10 +6,10 @@ import pytest
 from google.genai import types
 
 from gemini_live.browser_input import AudioStreamEnd
-from gemini_live.queues import MAX_AUDIO_BYTES, BrowserOutbox, SenderMailbox
+from gemini_live.queues import JOIN_AUDIO_BYTES, MAX_AUDIO_BYTES, BrowserOutbox, SenderMailbox
 from gemini_live.replay import ClientTurn, ReplayBuffer, ToolResponse
 from gemini_live.transcript import ConversationLog
-from schemas import ErrorMessage, TranscriptMessage
+from schemas import ErrorMessage, TranscriptMessage, TurnCompleteMessage
 
 pytestmark = pytest.mark.unit
 
@@ -109,6 +109,47 @@ async def test_mailbox_events_go_before_input_and_a_full_mailbox_blocks_the_prod
     assert await mailbox.get() == b"a"
     await asyncio.wait_for(blocked, 1)
     assert [await mailbox.get(), await mailbox.get()] == [b"b", b"c"]
+
+
+async def test_queued_small_frames_leave_as_one_message_in_order_up_to_the_bound():
+    mailbox: SenderMailbox[str, bytes | AudioStreamEnd] = SenderMailbox(4)
+    for frame in (b"a" * 10, b"b" * 10, b"c" * 10, b"d" * 10):
+        await mailbox.put(frame)
+    blocked = asyncio.create_task(mailbox.put(AudioStreamEnd()))
+    await asyncio.sleep(0)
+    assert not blocked.done()
+    first = await mailbox.get()
+    assert isinstance(first, bytes)
+    # Up to the bound (30 bytes), in the order they came; the producer is let go.
+    assert mailbox.join_queued(first, 30) == b"a" * 10 + b"b" * 10 + b"c" * 10
+    await asyncio.wait_for(blocked, 1)
+    # The end of the stream is never folded into audio.
+    last = await mailbox.get()
+    assert mailbox.join_queued(last, 30) == b"d" * 10  # type: ignore[arg-type]
+    assert isinstance(await mailbox.get(), AudioStreamEnd)
+    # An event waiting goes first: nothing is joined past it.
+    await mailbox.put(b"e")
+    await mailbox.put(b"f")
+    mailbox.post("disconnected")
+    assert mailbox.join_queued(b"x", 30) == b"x"
+    assert await mailbox.get() == "disconnected"
+    assert [await mailbox.get(), await mailbox.get()] == [b"e", b"f"]
+
+
+async def test_model_audio_queued_together_reaches_the_browser_in_fewer_frames_and_in_order():
+    outbox = BrowserOutbox()
+    chunk = JOIN_AUDIO_BYTES // 3
+    for n in range(4):
+        await outbox.audio(bytes([n]) * chunk)
+    outbox.after_audio(TurnCompleteMessage())
+    await outbox.audio(b"\x09" * 10)
+    first = await outbox.get()
+    assert first == bytes([0]) * chunk + bytes([1]) * chunk + bytes([2]) * chunk
+    assert await outbox.get() == bytes([3]) * chunk
+    # The end of the turn still follows all of the turn's audio, and the next reply comes after.
+    assert isinstance(await outbox.get(), TurnCompleteMessage)
+    assert await outbox.get() == b"\x09" * 10
+    assert outbox.audio_bytes == 0
 
 
 async def test_outbox_messages_never_wait_behind_audio_and_audio_is_bounded_in_bytes():
