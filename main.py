@@ -38,6 +38,7 @@ from services.gemini_client import (
     UpstreamKind,
     UpstreamTarget,
 )
+from services.live_config import prepare_models
 from services.notifications import Notifier
 from services.storage.db import SchemaOutdated
 from services.storage.intakes import IntakeStore
@@ -129,6 +130,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         secure_storage(settings)
+        prepare_models(settings)
         storage = await open_storage(settings)
         resolved = upstream or resolve_upstream(settings)
         pool = ClientPool(resolved.target, keep=resolved.server_key)

@@ -135,3 +135,25 @@ def function_response(
     (a blocking call's response is spoken anyway, and 2.5 ignores scheduling)."""
     scheduling = live_profile(settings.GEMINI_LIVE_MODEL).tool_response_scheduling
     return types.FunctionResponse(id=call.id, name=call.name, response=response, scheduling=scheduling)
+
+
+# The SDK's models build their pydantic validators on first use: about 80 ms for what a session
+# touches, paid inside the first session's connect and stalling every other one on the loop.
+_MODELS_A_SESSION_USES = (
+    types.LiveConnectParameters,
+    types.LiveServerMessage,
+    types.LiveClientContent,
+    types.LiveClientToolResponse,
+    types.LiveSendRealtimeInputParameters,
+    types.LiveClientMessage,
+    types.FunctionResponse,
+    types.GenerateContentConfig,
+    types.GenerateContentResponse,
+)
+
+
+def prepare_models(settings: Settings) -> None:
+    """Builds those validators at start-up instead."""
+    live_connect_config(settings, resume_handle=None)
+    for model in _MODELS_A_SESSION_USES:
+        model.model_rebuild()
