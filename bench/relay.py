@@ -2,10 +2,13 @@
 
     python -m bench.relay --sessions 50 200 500 --seconds 20
 
-Each session sends 100 ms of 16 kHz PCM16 every 100 ms, stamped with its send time; the
+Each session sends 100 ms of 16 kHz PCM16 every 100 ms, stamped with its send time, starting
+at a random point of its first 100 ms (browsers are not in step with each other); the
 simulator (echo mode) sends every chunk straight back, so the client measures the whole round
 trip browser -> relay -> upstream -> relay -> browser. The server runs as its own process,
 pinned to core 0 when `taskset` exists; the simulator and this load generator share core 1.
+With --workers 2 the server forks two workers and is not pinned (a two-core machine then
+shares both cores between the workers, the simulator and the load generator).
 Loopback only; every run is bounded by --seconds plus fixed connect and drain deadlines.
 """
 
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import ssl
@@ -38,8 +42,6 @@ CONNECT_SECONDS = 60.0
 DRAIN_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
-# --profile: the server runs under cProfile and writes its statistics here on exit.
-PROFILE: Path | None = None
 
 
 @dataclass
@@ -84,8 +86,9 @@ def tree(pid: int) -> list[int]:
     return [pid, *found]
 
 
-def start_simulator(stack: ExitStack) -> tuple[str, str, int]:
-    command = [*pinned(1), sys.executable, "-m", "simulator", "--port", "0", "--options", "echo"]
+def start_simulator(stack: ExitStack, pin: bool) -> tuple[str, str, int]:
+    simulator = [sys.executable, "-m", "simulator", "--port", "0", "--options", "echo"]
+    command = [*(pinned(1) if pin else []), *simulator]
     process = subprocess.Popen(
         [*command, "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -97,7 +100,7 @@ def start_simulator(stack: ExitStack) -> tuple[str, str, int]:
 
 
 def start_server(
-    stack: ExitStack, server_dir: Path, base_url: str, ca_file: str, sessions: int
+    stack: ExitStack, server_dir: Path, base_url: str, ca_file: str, sessions: int, workers: int = 1
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
@@ -117,10 +120,12 @@ def start_server(
         "MAX_SESSIONS": str(sessions + 10),
         "MAX_SESSIONS_PER_CLIENT": str(sessions + 10),
         "STALL_TIMEOUT_SECONDS": "600",
+        "WORKERS": str(workers),
     }
     env.pop("DATABASE_URL", None)
-    profile = ["-m", "cProfile", "-o", str(PROFILE)] if PROFILE else []
-    server = subprocess.Popen([*pinned(0), sys.executable, *profile, "main.py"], cwd=server_dir, env=env)
+    env.pop("REDIS_URL", None)
+    pin = pinned(0) if workers == 1 else []
+    server = subprocess.Popen([*pin, sys.executable, "main.py"], cwd=server_dir, env=env)
     stack.callback(_stop, server)
     deadline = time.monotonic() + 30
     while True:
@@ -150,15 +155,18 @@ async def _until_ready(ws: ClientConnection) -> None:
     raise ConnectionClosed(None, None)
 
 
-async def one_session(url: str, started: float, until: float, result: SessionResult) -> None:
+async def one_session(url: str, started: float, until: float, phase: float, result: SessionResult) -> None:
     try:
-        async with connect(url, max_size=2**20, ping_interval=None, compression=None) as ws:
+        async with connect(
+            url, max_size=2**20, ping_interval=None, compression=None, open_timeout=CONNECT_SECONDS
+        ) as ws:
             await asyncio.wait_for(_until_ready(ws), CONNECT_SECONDS)
             result.ready_after = time.perf_counter() - started
             result.settled.set()
             receiver = asyncio.create_task(_receive(ws, result))
             frame = bytearray(CHUNK)
-            next_at = time.perf_counter()
+            next_at = time.perf_counter() + phase
+            await asyncio.sleep(phase)
             while next_at < until:
                 STAMP.pack_into(frame, 0, time.perf_counter())
                 await ws.send(bytes(frame))
@@ -192,7 +200,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_load(
-    port: int, server_pid: int, sim_pid: int, sessions: int, seconds: float
+    port: int, server_pid: int, sim_pid: int, sessions: int, seconds: float, flamegraph: Path | None
 ) -> dict[str, float]:
     url = f"ws://127.0.0.1:{port}/ws"
     pids = tree(server_pid)
@@ -200,12 +208,16 @@ async def run_load(
     results = [SessionResult() for _ in range(sessions)]
     started = time.perf_counter()
     until = started + seconds
-    tasks = [asyncio.create_task(one_session(url, started, until, r)) for r in results]
+    phases = random.Random(sessions)
+    tasks = [
+        asyncio.create_task(one_session(url, started, until, phases.uniform(0, PERIOD), r)) for r in results
+    ]
     # CPU and memory are read across the steady part: from when every session is up to the end.
     settled = asyncio.create_task(asyncio.wait([asyncio.create_task(r.settled.wait()) for r in results]))
     await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
     settled.cancel()
     steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
+    spy = profile(server_pid, until - steady_from - 1.0, flamegraph) if flamegraph else None
     # The other core's load: if it is saturated, the round trip measures it, not the relay.
     other_from = cpu_seconds(sim_pid) + time.process_time()
     await asyncio.sleep(max(0.0, until - time.perf_counter() - 0.5))
@@ -213,6 +225,8 @@ async def run_load(
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_from
     other = cpu_seconds(sim_pid) + time.process_time() - other_from
     rss_loaded = sum(rss_kib(p) for p in pids)
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
     await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
     trips = [t for r in results for t in r.round_trips]
     ready = [r.ready_after for r in results if r.ready_after is not None]
@@ -245,12 +259,24 @@ def left_open(port: int, base_url: str, ca_file: str) -> tuple[int, int]:
         time.sleep(0.2)
 
 
-def bench(sessions: int, seconds: float, server_dir: Path) -> dict[str, float]:
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy samples the server (and its workers) over the steady part into a flame graph."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--pid", str(pid), "--subprocesses", "--rate", "100"]
+    duration = ["--duration", str(max(1, int(seconds))), "--output", str(out)]
+    return subprocess.Popen([*command, *duration], stdout=subprocess.DEVNULL)
+
+
+def bench(
+    sessions: int, seconds: float, server_dir: Path, workers: int, flamegraph: Path | None
+) -> dict[str, float]:
     with ExitStack() as stack:
-        base_url, ca_file, sim_pid = start_simulator(stack)
-        server, port = start_server(stack, server_dir, base_url, ca_file, sessions)
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
-        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds))
+        base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1)
+        server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers)
+        if workers == 1:
+            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+        out = flamegraph.with_name(f"{flamegraph.stem}-{sessions}{flamegraph.suffix}") if flamegraph else None
+        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds, out))
         figures["server_open"], figures["simulator_open"] = left_open(port, base_url, ca_file)
         return figures
 
@@ -262,23 +288,24 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[50, 200, 500])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--server-dir", type=Path, default=ROOT, help="a checkout whose main.py to run")
-    parser.add_argument("--profile", type=Path, help="run the server under cProfile, writing here")
+    parser.add_argument("--workers", type=int, default=1, help="server worker processes (WORKERS)")
+    parser.add_argument(
+        "--flamegraph", type=Path, help="py-spy flame graph of the server's steady part, per N (an .svg)"
+    )
     args = parser.parse_args()
-    global PROFILE
-    PROFILE = args.profile.resolve() if args.profile else None
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
-        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'core0/core1 busy':>16}"
+        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'server/other busy':>17}"
     )
     for n in args.sessions:
-        f = bench(n, args.seconds, args.server_dir.resolve())
+        f = bench(n, args.seconds, args.server_dir.resolve(), args.workers, args.flamegraph)
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
             f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
             f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f}",
             f"{f['server_open']:>5.0f}/{f['simulator_open']:.0f}",
-            f"{f['server_core']:>10.0%}/{f['other_core']:.0%}",
+            f"{f['server_core']:>11.0%}/{f['other_core']:.0%}",
         ]
         print(" ".join(columns), flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
