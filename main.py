@@ -46,6 +46,7 @@ from services.storage.resumption import RestoredIntake
 from services.storage.runtime import open_storage
 from services.tls_certificate import TLS_DIR, ensure_certificate, trust_steps
 from tablet import tablet_routes
+from utils.gc_tuning import freeze_startup_heap
 from utils.log_redaction import logging_config
 
 VERSION = "0.1.0"
@@ -154,6 +155,7 @@ def create_app(
         metrics.watch_queues(
             lambda: (s.queue_depths() for s in registry.sessions if isinstance(s, IntakeSession))
         )
+        freeze_startup_heap()
         background = [asyncio.create_task(metrics.watch_loop_lag(), name="event-loop-lag")]
         if (shared := app.state.intake.shared) is not None:
             background.append(asyncio.create_task(shared.renew_forever(), name="admission-renew"))
