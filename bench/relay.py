@@ -32,6 +32,7 @@ from pathlib import Path
 
 import certifi
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
@@ -42,6 +43,8 @@ CONNECT_SECONDS = 60.0
 DRAIN_SECONDS = 10.0
 ROOT = Path(__file__).resolve().parent.parent
 TICKS = os.sysconf("SC_CLK_TCK")
+METRICS_TOKEN = "bench-relay-metrics"
+METRICS_AUTH = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 
 
 @dataclass
@@ -120,6 +123,7 @@ def start_server(
         "MAX_SESSIONS": str(sessions + 10),
         "MAX_SESSIONS_PER_CLIENT": str(sessions + 10),
         "STALL_TIMEOUT_SECONDS": "600",
+        "METRICS_TOKEN": METRICS_TOKEN,
         "WORKERS": str(workers),
     }
     env.pop("DATABASE_URL", None)
@@ -217,6 +221,7 @@ async def run_load(
     await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
     settled.cancel()
     steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
+    metrics_from = await scrape(port)
     spy = profile(server_pid, until - steady_from - 1.0, flamegraph) if flamegraph else None
     # The other core's load: if it is saturated, the round trip measures it, not the relay.
     other_from = cpu_seconds(sim_pid) + time.process_time()
@@ -225,6 +230,7 @@ async def run_load(
     cpu = sum(cpu_seconds(p) for p in pids) - cpu_from
     other = cpu_seconds(sim_pid) + time.process_time() - other_from
     rss_loaded = sum(rss_kib(p) for p in pids)
+    metrics_to = await scrape(port)
     if spy is not None:
         await asyncio.to_thread(spy.wait)
     await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
@@ -233,18 +239,56 @@ async def run_load(
     errors = Counter(r.error for r in results if r.error is not None)
     if errors:
         print(f"  N={sessions} session errors: {dict(errors)}", file=sys.stderr)
+    measured = steady >= 2.0  # a steady part too short (sessions still connecting) measures nothing
+    added = {
+        f"{name}_p99_ms": bucket_quantile(metrics_from, metrics_to, metric, 0.99, labels) * 1000
+        for name, metric, labels in (
+            ("up", "intake_relay_latency_seconds", {"direction": "upstream"}),
+            ("down", "intake_relay_latency_seconds", {"direction": "downstream"}),
+            ("lag", "intake_event_loop_lag_seconds", {}),
+        )
+    }
     return {
+        **added,
         "ready": len(ready),
         "errors": sum(r.error is not None for r in results),
         "rtt_p50_ms": percentile(trips, 0.5) * 1000,
         "rtt_p99_ms": percentile(trips, 0.99) * 1000,
         "frames": len(trips),
-        "cpu_per_session_s": cpu / (sessions * steady) if steady > 0 else float("nan"),
+        "cpu_per_session_s": cpu / (sessions * steady) if measured else float("nan"),
         "rss_per_session_kb": (rss_loaded - rss_idle) * 1.024 / sessions,
         "ready_p99_ms": percentile(ready, 0.99) * 1000,
-        "server_core": cpu / steady if steady > 0 else float("nan"),
-        "other_core": other / steady if steady > 0 else float("nan"),
+        "server_core": cpu / steady if measured else float("nan"),
+        "other_core": other / steady if measured else float("nan"),
     }
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(port: int) -> Samples:
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(f"http://127.0.0.1:{port}/metrics", headers=METRICS_AUTH, timeout=10)).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def bucket_quantile(before: Samples, after: Samples, name: str, q: float, labels: dict[str, str]) -> float:
+    """The upper bound of the histogram bucket holding quantile q of what was observed between
+    two scrapes (a server-side figure: it cannot see the load generator's own delays)."""
+    counts = []
+    for (sample, found), value in after.items():
+        tags = dict(found)
+        if sample == f"{name}_bucket" and all(tags.get(k) == v for k, v in labels.items()):
+            counts.append((float(tags["le"]), value - before.get((sample, found), 0.0)))
+    counts.sort()
+    total = counts[-1][1] if counts else 0.0
+    if total <= 0:
+        return float("nan")
+    return next(le for le, count in counts if count >= q * total)
 
 
 def left_open(port: int, base_url: str, ca_file: str) -> tuple[int, int]:
@@ -296,7 +340,8 @@ def main() -> None:
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
-        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'server/other busy':>17}"
+        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'server/other busy':>17} "
+        f"{'added p99 up/down ms':>20} {'lag p99 ms':>10}"
     )
     for n in args.sessions:
         f = bench(n, args.seconds, args.server_dir.resolve(), args.workers, args.flamegraph)
@@ -306,6 +351,7 @@ def main() -> None:
             f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f}",
             f"{f['server_open']:>5.0f}/{f['simulator_open']:.0f}",
             f"{f['server_core']:>11.0%}/{f['other_core']:.0%}",
+            f"{f['up_p99_ms']:>14.1f}/{f['down_p99_ms']:.1f} {f['lag_p99_ms']:>10.1f}",
         ]
         print(" ".join(columns), flush=True)
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

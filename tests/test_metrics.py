@@ -1,7 +1,9 @@
 """/metrics during and after an intake driven through the relay with a scripted fake upstream."""
 
 import json
+import re
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,7 @@ from tests.fakes import (
 
 pytestmark = [pytest.mark.integration]
 
+DASHBOARD = Path(__file__).resolve().parent.parent / "bench" / "grafana" / "intake-relay.json"
 TOKEN = "metrics-token-for-tests"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CHUNK = b"\x01\x00" * 1600  # 100 ms of 16 kHz PCM16
@@ -141,3 +144,17 @@ def test_metrics_are_off_without_a_token_and_the_server_still_answers(make_app):
     with TestClient(make_app(FakeConnector(FakeLiveSession()))) as client:
         assert client.get("/metrics", headers=AUTH).status_code == 404
         assert client.get("/health").json()["status"] == "healthy"
+
+
+def test_every_series_the_dashboard_draws_is_served(make_app, metered):
+    dashboard = json.loads(DASHBOARD.read_text())
+    queried = {
+        re.sub(r"_(bucket|total|count|sum)$", "", name)
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\b(?:intake|process)_[a-z_]+", target["expr"])
+    }
+    with TestClient(make_app(FakeConnector(FakeLiveSession()), app_settings=metered)) as client:
+        scraped = client.get("/metrics", headers=AUTH).text
+    served = {family.name for family in text_string_to_metric_families(scraped)}
+    assert len(queried) >= 12 and queried <= served, queried - served
