@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-relay system-deps
+.PHONY: run test lint bench bench-relay dashboard system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,3 +42,11 @@ bench: $(VENV)/.dev
 # Relay overhead at N = 50, 200 and 500 sessions (server pinned to one core; see bench/relay.py).
 bench-relay: $(VENV)/.dev
 	$(BIN)/python -m bench.relay --sessions 50 200 500 --seconds 20
+
+# The Grafana dashboard's panels from a real Prometheus scraping the server under simulated
+# patients, drawn into bench/grafana/dashboard.png (Debian's prometheus; no Grafana is needed).
+dashboard: $(VENV)/.dev
+	@command -v prometheus >/dev/null || { \
+		if [ "$$(id -u)" != 0 ]; then echo "install prometheus (apt) first" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	$(BIN)/python -m bench.dashboard
