@@ -103,7 +103,13 @@ def start_simulator(stack: ExitStack, pin: bool) -> tuple[str, str, int]:
 
 
 def start_server(
-    stack: ExitStack, server_dir: Path, base_url: str, ca_file: str, sessions: int, workers: int = 1
+    stack: ExitStack,
+    server_dir: Path,
+    base_url: str,
+    ca_file: str,
+    sessions: int,
+    workers: int = 1,
+    database_url: str | None = None,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
@@ -127,6 +133,8 @@ def start_server(
         "WORKERS": str(workers),
     }
     env.pop("DATABASE_URL", None)
+    if database_url:
+        env["DATABASE_URL"] = database_url
     env.pop("REDIS_URL", None)
     pin = pinned(0) if workers == 1 else []
     server = subprocess.Popen([*pin, sys.executable, "main.py"], cwd=server_dir, env=env)
@@ -267,8 +275,13 @@ Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
 
 async def scrape(port: int) -> Samples:
-    async with httpx.AsyncClient() as client:
-        text = (await client.get(f"http://127.0.0.1:{port}/metrics", headers=METRICS_AUTH, timeout=10)).text
+    """/metrics now; nothing (figures then print nan) if the server cannot answer in 10 s."""
+    try:
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/metrics", headers=METRICS_AUTH, timeout=10)
+    except httpx.TransportError:
+        return {}
+    text = answer.text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -312,11 +325,16 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
 
 
 def bench(
-    sessions: int, seconds: float, server_dir: Path, workers: int, flamegraph: Path | None
+    sessions: int,
+    seconds: float,
+    server_dir: Path,
+    workers: int,
+    flamegraph: Path | None,
+    database_url: str | None,
 ) -> dict[str, float]:
     with ExitStack() as stack:
         base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1)
-        server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers)
+        server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers, database_url)
         if workers == 1:
             os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
         out = flamegraph.with_name(f"{flamegraph.stem}-{sessions}{flamegraph.suffix}") if flamegraph else None
@@ -336,7 +354,11 @@ def main() -> None:
     parser.add_argument(
         "--flamegraph", type=Path, help="py-spy flame graph of the server's steady part, per N (an .svg)"
     )
+    parser.add_argument(
+        "--database-url", help="the server's DATABASE_URL (default: SQLite in a fresh directory per run)"
+    )
     args = parser.parse_args()
+    print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}  workers: {args.workers}")
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
@@ -344,7 +366,9 @@ def main() -> None:
         f"{'added p99 up/down ms':>20} {'lag p99 ms':>10}"
     )
     for n in args.sessions:
-        f = bench(n, args.seconds, args.server_dir.resolve(), args.workers, args.flamegraph)
+        f = bench(
+            n, args.seconds, args.server_dir.resolve(), args.workers, args.flamegraph, args.database_url
+        )
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
             f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
