@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 INBOUND_CHUNKS = 5
 # Audio queued in the mailbox is sent as one message of up to 200 ms (browser frames are 100 ms;
 # smaller ones, or a backlog, are joined without waiting for more).
-JOIN_AUDIO_BYTES = int(0.2 * bytes_per_second(16000))
+JOIN_INPUT_BYTES = int(0.2 * bytes_per_second(16000))
 # While the upstream reconnects, the first 2 s of the patient's speech are held and sent once it
 # is back; anything beyond is dropped with a notice rather than delayed further.
 HOLD_BYTES = int(2.0 * bytes_per_second(16000))
@@ -200,7 +200,7 @@ class UpstreamLink:
                     self._hold(item)
                 case _:
                     if isinstance(item, bytes):
-                        item = self.mailbox.join_queued(item, JOIN_AUDIO_BYTES)
+                        item = self.mailbox.join_queued(item, JOIN_INPUT_BYTES)
                     if await self._send(upstream, item):
                         index += 1
                         self._replay.sent(index, item)

@@ -3,15 +3,16 @@
 The SDK opens the connection (setup, resumption handles), and sends and parses everything that
 is not audio. Per audio frame it builds and validates pydantic models, converts them to dicts
 and back, base64-encodes through a generic walker, and on receipt builds a full
-`LiveServerMessage` after a `model_dump` of an empty one: about 95 µs up and 90 µs down per
-frame, against 17 µs and 30 µs for the same JSON written and read directly (bench/relay.py,
-README "Relay benchmark"). Here an audio frame is written as the exact JSON the SDK writes, and
-a server message that holds only model audio is read into `ModelAudio`; any other message goes
-through the SDK's own conversion. tests/test_live_socket.py holds both paths to the SDK's output.
+`LiveServerMessage` after a `model_dump` of an empty one: several times what the same JSON
+costs written and read directly (`python -m bench.live_frame` prints both). Here an audio frame
+is written as the exact JSON the SDK writes, and a server message that holds only model audio
+is read into `ModelAudio`; any other message goes through the SDK's own conversion.
+tests/test_live_socket.py holds both paths to the SDK's output.
 """
 
 import base64
 import binascii
+import functools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,6 +22,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, Close
 
 _STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+
+
+@functools.cache
+def _audio_tail(mime_type: str) -> str:
+    """What follows the data in an audio frame's JSON; the same for every frame of a stream."""
+    return '", "mime_type": ' + json.dumps(mime_type) + "}}}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +51,7 @@ class LiveSocket:
         # As the SDK writes it for either API: URL-safe base64 and a snake_case `mime_type`.
         # Base64 needs no JSON escaping, so the text is assembled: json.dumps scanned all of it.
         data = base64.urlsafe_b64encode(pcm).decode("ascii")
-        mime = json.dumps(mime_type)
-        await self._ws.send(
-            '{"realtime_input": {"audio": {"data": "' + data + '", "mime_type": ' + mime + "}}}"
-        )
+        await self._ws.send('{"realtime_input": {"audio": {"data": "' + data + _audio_tail(mime_type))
 
     async def send_audio_stream_end(self) -> None:
         await self._session.send_realtime_input(audio_stream_end=True)
