@@ -89,6 +89,10 @@ class ClientPool:
         self._ssl = target.ssl_context()
         self._keep = keep
         self._clients: dict[str, tuple[genai.Client, int]] = {}
+        if keep is not None:
+            # Built now, at start-up: the first client also imports the SDK's HTTP stack (about
+            # 40 ms), which inside the first patient's connect held up every other connect.
+            self._clients[keep] = (target.client(keep, self._ssl), 0)
 
     def acquire(self, api_key: str) -> genai.Client:
         client, users = self._clients.get(api_key) or (self._target.client(api_key, self._ssl), 0)

@@ -33,3 +33,21 @@ async def test_the_servers_own_client_outlives_its_sessions_until_shutdown():
     await pool.close()
     assert pool.acquire("server-key") is not client
     await pool.close()
+
+
+async def test_the_servers_own_client_is_built_with_the_pool_not_in_the_first_session(monkeypatch):
+    built: list[str] = []
+    original = UpstreamTarget.client
+
+    def counting(self, api_key, ctx=None):
+        built.append(api_key)
+        return original(self, api_key, ctx)
+
+    monkeypatch.setattr(UpstreamTarget, "client", counting)
+    pool = ClientPool(TARGET, keep="server-key")
+    assert built == ["server-key"]
+    pool.acquire("server-key")
+    await pool.release("server-key")
+    pool.acquire("server-key")
+    assert built == ["server-key"]
+    await pool.close()

@@ -43,6 +43,23 @@ def test_defaults_are_the_current_models() -> None:
     assert settings.TRANSCRIPTION_VOCABULARY == []
 
 
+def test_sessions_share_the_setup_but_each_resumes_from_its_own_handle() -> None:
+    settings = model_settings("gemini-3.8-live")
+    first = live_connect_config(settings, resume_handle="handle-a")
+    fresh = live_connect_config(settings, resume_handle=None)
+    second = live_connect_config(settings, resume_handle="handle-b")
+    assert [c.session_resumption and c.session_resumption.handle for c in (first, fresh, second)] == [
+        "handle-a",
+        None,
+        "handle-b",
+    ]
+    assert first.system_instruction == fresh.system_instruction
+    renamed_settings = model_settings("gemini-3.8-live", CLINIC_NAME="Hillside Clinic")
+    renamed = live_connect_config(renamed_settings, resume_handle=None)
+    assert "Hillside Clinic" in str(renamed.system_instruction)
+    assert "Hillside Clinic" not in str(fresh.system_instruction)
+
+
 def test_the_setup_follows_the_profile() -> None:
     new = live_connect_config(model_settings("gemini-3.8-live"), resume_handle=None)
     old = live_connect_config(model_settings(SUPPORTED[1]), resume_handle="h")
