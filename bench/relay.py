@@ -56,10 +56,14 @@ class SessionResult:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+# The cores this run may use, read once: the load generator pins itself to the last one during a
+# run, and a list read after that would start the next N's server and simulator on that core too.
+CORES = sorted(os.sched_getaffinity(0))
+
+
 def pinned(core: int) -> list[str]:
-    cores = os.sched_getaffinity(0)
-    if shutil.which("taskset") and len(cores) > 1:
-        return ["taskset", "-c", str(sorted(cores)[core])]
+    if shutil.which("taskset") and len(CORES) > 1:
+        return ["taskset", "-c", str(CORES[core])]
     return []
 
 
@@ -168,6 +172,8 @@ async def _until_ready(ws: ClientConnection) -> None:
 
 
 async def one_session(url: str, started: float, until: float, phase: float, result: SessionResult) -> None:
+    """Connects at `started` (a perf_counter time); connect → ready is timed from then."""
+    await asyncio.sleep(max(0.0, started - time.perf_counter()))
     try:
         async with connect(
             url, max_size=2**20, ping_interval=None, compression=None, open_timeout=CONNECT_SECONDS
@@ -212,23 +218,36 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_load(
-    port: int, server_pid: int, sim_pid: int, sessions: int, seconds: float, flamegraph: Path | None
+    port: int,
+    server_pid: int,
+    sim_pid: int,
+    sessions: int,
+    seconds: float,
+    flamegraph: Path | None,
+    arrivals: float = 0.0,
 ) -> dict[str, float]:
+    """`arrivals` 0: every session connects in the same instant (the worst burst); otherwise
+    they arrive at random over that many seconds, and the audio runs `seconds` after the last."""
     url = f"ws://127.0.0.1:{port}/ws"
     pids = tree(server_pid)
     rss_idle = sum(rss_kib(p) for p in pids)
     results = [SessionResult() for _ in range(sessions)]
     started = time.perf_counter()
-    until = started + seconds
-    phases = random.Random(sessions)
+    until = started + arrivals + seconds
+    draw = random.Random(sessions)
+    starts = [started + draw.uniform(0, arrivals) for _ in results]
     tasks = [
-        asyncio.create_task(one_session(url, started, until, phases.uniform(0, PERIOD), r)) for r in results
+        asyncio.create_task(one_session(url, start, until, draw.uniform(0, PERIOD), r))
+        for start, r in zip(starts, results, strict=True)
     ]
+    connect_cpu_from = sum(cpu_seconds(p) for p in pids)
     # CPU and memory are read across the steady part: from when every session is up to the end.
     settled = asyncio.create_task(asyncio.wait([asyncio.create_task(r.settled.wait()) for r in results]))
     await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
     settled.cancel()
     steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
+    # What the server spent on connecting, per session: only a burst keeps audio out of it.
+    connect_cpu = (cpu_from - connect_cpu_from) / sessions if arrivals == 0 else float("nan")
     metrics_from = await scrape(port)
     spy = profile(server_pid, until - steady_from - 1.0, flamegraph) if flamegraph else None
     # The other core's load: if it is saturated, the round trip measures it, not the relay.
@@ -266,6 +285,7 @@ async def run_load(
         "cpu_per_session_s": cpu / (sessions * steady) if measured else float("nan"),
         "rss_per_session_kb": (rss_loaded - rss_idle) * 1.024 / sessions,
         "ready_p99_ms": percentile(ready, 0.99) * 1000,
+        "connect_cpu_ms": connect_cpu * 1000,
         "server_core": cpu / steady if measured else float("nan"),
         "other_core": other / steady if measured else float("nan"),
     }
@@ -331,14 +351,16 @@ def bench(
     workers: int,
     flamegraph: Path | None,
     database_url: str | None,
+    arrivals: float = 0.0,
 ) -> dict[str, float]:
     with ExitStack() as stack:
         base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1)
         server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers, database_url)
         if workers == 1:
-            os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[-1]})
+            os.sched_setaffinity(0, {CORES[-1]})
+            stack.callback(os.sched_setaffinity, 0, set(CORES))
         out = flamegraph.with_name(f"{flamegraph.stem}-{sessions}{flamegraph.suffix}") if flamegraph else None
-        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds, out))
+        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds, out, arrivals))
         figures["server_open"], figures["simulator_open"] = left_open(port, base_url, ca_file)
         return figures
 
@@ -357,22 +379,39 @@ def main() -> None:
     parser.add_argument(
         "--database-url", help="the server's DATABASE_URL (default: SQLite in a fresh directory per run)"
     )
+    parser.add_argument(
+        "--arrivals",
+        type=float,
+        default=0.0,
+        help="sessions arrive at random over this many seconds (default 0: all in the same instant)",
+    )
     args = parser.parse_args()
-    print(f"database: {'PostgreSQL' if args.database_url else 'SQLite'}  workers: {args.workers}")
+    arriving = f"over {args.arrivals:g} s" if args.arrivals else "all at once"
+    print(
+        f"database: {'PostgreSQL' if args.database_url else 'SQLite'}  workers: {args.workers}  "
+        f"sessions arrive: {arriving}"
+    )
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"{'N':>5} {'ready':>5} {'err':>4} {'rtt p50 ms':>10} {'rtt p99 ms':>10} {'cpu s/sess-s':>12} "
-        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'open srv/sim':>12} {'server/other busy':>17} "
+        f"{'rss KB/sess':>11} {'ready p99 ms':>12} {'cpu ms/connect':>14} {'open srv/sim':>12} "
+        f"{'server/other busy':>17} "
         f"{'added p99 up/down ms':>20} {'lag p99 ms':>10}"
     )
     for n in args.sessions:
         f = bench(
-            n, args.seconds, args.server_dir.resolve(), args.workers, args.flamegraph, args.database_url
+            n,
+            args.seconds,
+            args.server_dir.resolve(),
+            args.workers,
+            args.flamegraph,
+            args.database_url,
+            args.arrivals,
         )
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
             f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
-            f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f}",
+            f"{f['rss_per_session_kb']:>11.0f} {f['ready_p99_ms']:>12.0f} {f['connect_cpu_ms']:>14.2f}",
             f"{f['server_open']:>5.0f}/{f['simulator_open']:.0f}",
             f"{f['server_core']:>11.0%}/{f['other_core']:.0%}",
             f"{f['up_p99_ms']:>14.1f}/{f['down_p99_ms']:.1f} {f['lag_p99_ms']:>10.1f}",
