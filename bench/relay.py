@@ -93,8 +93,9 @@ def tree(pid: int) -> list[int]:
     return [pid, *found]
 
 
-def start_simulator(stack: ExitStack, pin: bool) -> tuple[str, str, int]:
-    simulator = [sys.executable, "-m", "simulator", "--port", "0", "--options", "echo"]
+def start_simulator(stack: ExitStack, pin: bool, handles_every: float | None = None) -> tuple[str, str, int]:
+    options = f"echo;echo_handle_every={handles_every:g}" if handles_every else "echo"
+    simulator = [sys.executable, "-m", "simulator", "--port", "0", "--options", options]
     command = [*(pinned(1) if pin else []), *simulator]
     process = subprocess.Popen(
         [*command, "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, text=True
@@ -352,9 +353,10 @@ def bench(
     flamegraph: Path | None,
     database_url: str | None,
     arrivals: float = 0.0,
+    handles_every: float | None = None,
 ) -> dict[str, float]:
     with ExitStack() as stack:
-        base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1)
+        base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1, handles_every=handles_every)
         server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers, database_url)
         if workers == 1:
             os.sched_setaffinity(0, {CORES[-1]})
@@ -385,11 +387,18 @@ def main() -> None:
         default=0.0,
         help="sessions arrive at random over this many seconds (default 0: all in the same instant)",
     )
+    parser.add_argument(
+        "--handles-every",
+        type=float,
+        help="the stand-in sends a resumption handle after every this many seconds of a session's "
+        "audio (default: never, so the server keeps all unconfirmed input for replay, up to 30 s)",
+    )
     args = parser.parse_args()
     arriving = f"over {args.arrivals:g} s" if args.arrivals else "all at once"
     print(
         f"database: {'PostgreSQL' if args.database_url else 'SQLite'}  workers: {args.workers}  "
-        f"sessions arrive: {arriving}"
+        f"sessions arrive: {arriving}  handles: "
+        f"{f'every {args.handles_every:g} s of audio' if args.handles_every else 'none'}"
     )
     print(f"cpus: {os.cpu_count()}  load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
@@ -407,6 +416,7 @@ def main() -> None:
             args.flamegraph,
             args.database_url,
             args.arrivals,
+            args.handles_every,
         )
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",

@@ -3,29 +3,46 @@
 The bytes are returned unchanged, so a client that stamps its chunks (a sequence number or a
 send time in the first bytes) can measure the whole round trip through a relay. No turns, no
 transcripts, no tool calls: only what a relay does per frame is exercised.
+
+With `handle_every`, a resumption update follows every that many seconds of audio received, so a
+relay that keeps unconfirmed input for replay can let it go as it would in a conversation. Echo
+handles stand for no state: resuming from one in echo mode echoes on, and anywhere else it is
+refused as unknown.
 """
 
 import json
+import uuid
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from simulator import protocol
-from simulator.audio import MODEL_RATE
+from simulator.audio import MODEL_RATE, PATIENT_RATE
 from simulator.conversation import ClientGone, Close, Ending
 from simulator.stats import SessionStats
 
 _MIME = f"audio/pcm;rate={MODEL_RATE}"
 
 
-async def run_echo(websocket: WebSocket, record: SessionStats) -> Ending:
+async def run_echo(
+    websocket: WebSocket,
+    record: SessionStats,
+    *,
+    handle_every: float | None = None,
+    transparent: bool = False,
+) -> Ending:
     try:
-        return await _echo(websocket, record)
+        return await _echo(websocket, record, handle_every, transparent)
     except WebSocketDisconnect as exc:
         return ClientGone(exc.code)
 
 
-async def _echo(websocket: WebSocket, record: SessionStats) -> Ending:
+async def _echo(
+    websocket: WebSocket, record: SessionStats, handle_every: float | None, transparent: bool
+) -> Ending:
     await websocket.send_bytes(protocol.encode(protocol.setup_complete()))
+    handle_bytes = int(handle_every * PATIENT_RATE * 2) if handle_every else 0
+    since_handle = 0
+    received = 0
     while True:
         raw = await websocket.receive()
         if raw["type"] == "websocket.disconnect":
@@ -33,6 +50,7 @@ async def _echo(websocket: WebSocket, record: SessionStats) -> Ending:
         data = raw.get("bytes") or raw.get("text")
         if not data:
             continue
+        received += 1
         try:
             message = json.loads(data)
         except ValueError:
@@ -49,3 +67,10 @@ async def _echo(websocket: WebSocket, record: SessionStats) -> Ending:
             }
         }
         await websocket.send_bytes(json.dumps(reply, separators=(",", ":")).encode())
+        since_handle += len(blob["data"]) * 3 // 4
+        if handle_bytes and since_handle >= handle_bytes:
+            since_handle = 0
+            update = protocol.resumption_update(
+                f"sim-echo-{uuid.uuid4().hex}", last_consumed=received if transparent else None
+            )
+            await websocket.send_bytes(protocol.encode(update))

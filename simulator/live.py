@@ -78,7 +78,8 @@ async def _handshake_and_converse(websocket: WebSocket, hub: SimulatorHub, recor
     if refused is not None:
         return Close(1007, refused)
     if options.echo:
-        return await run_echo(websocket, record)
+        every = options.echo_handle_every if setup.session_resumption is not None else None
+        return await run_echo(websocket, record, handle_every=every, transparent=setup.transparent_resumption)
 
     state = None
     handle = setup.session_resumption.handle if setup.session_resumption else None

@@ -31,6 +31,9 @@ class SessionOptions(BaseModel):
     late_transcription: bool = False
     # Benchmarks: audio comes straight back as model audio, nothing else is said (simulator/echo.py).
     echo: bool = False
+    # In echo mode, a resumption handle after every this many seconds of audio received, as the
+    # conversation mode gives one at each turn (only to clients that asked for resumption).
+    echo_handle_every: float | None = Field(None, gt=0, le=3600)
 
     def layered(self, override: "SessionOptions") -> "SessionOptions":
         return self.model_copy(update=override.model_dump(exclude_unset=True))

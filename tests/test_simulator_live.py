@@ -5,6 +5,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from google import genai
 from google.genai import errors, types
 
 from simulator import RunningSimulator, load_scenario
@@ -327,3 +328,50 @@ async def test_faults_do_not_repeat_on_a_resumed_connection(sim: RunningSimulato
             await second.send_realtime_input(text=scenario.patient_turns[1])
             log = await collect_turn(second)
     assert log.output_text
+
+
+ECHO_CHUNK = bytes(range(256)) * 25  # 6,400 bytes: 200 ms of 16 kHz PCM16
+
+
+async def _echo_messages(session: genai.live.AsyncSession, chunks: int, expected: int) -> list[str]:
+    """What comes back for `chunks` audio chunks: "audio" (checked to be the chunk) or "handle"."""
+    kinds = []
+    for _ in range(chunks):
+        await session.send_realtime_input(audio=types.Blob(data=ECHO_CHUNK, mime_type="audio/pcm;rate=16000"))
+    while len(kinds) < expected:
+        message = await asyncio.wait_for(next_message(session), 5)
+        if message.session_resumption_update is not None:
+            assert message.session_resumption_update.resumable is True
+            assert (message.session_resumption_update.new_handle or "").startswith("sim-echo-")
+            kinds.append("handle")
+        else:
+            assert message.server_content and message.server_content.model_turn
+            parts = message.server_content.model_turn.parts or []
+            assert parts[0].inline_data and parts[0].inline_data.data == ECHO_CHUNK
+            kinds.append("audio")
+    return kinds
+
+
+async def test_echo_sends_each_chunk_back_and_a_handle_after_every_stretch_of_audio(
+    sim: RunningSimulator,
+) -> None:
+    async with (
+        sdk_client(sim, "sim:simple_visit;echo;echo_handle_every=0.4") as client,
+        client.aio.live.connect(model=LIVE_MODEL, config=live_config()) as session,
+    ):
+        kinds = await _echo_messages(session, chunks=4, expected=6)
+        assert kinds == ["audio", "audio", "handle", "audio", "audio", "handle"]
+        # Still echoing after the handles.
+        assert await _echo_messages(session, chunks=1, expected=1) == ["audio"]
+
+
+async def test_echo_sends_no_handle_to_a_client_that_did_not_ask_for_resumption(
+    sim: RunningSimulator,
+) -> None:
+    async with (
+        sdk_client(sim, "sim:simple_visit;echo;echo_handle_every=0.2") as client,
+        client.aio.live.connect(model=LIVE_MODEL, config=live_config(resumption=False)) as session,
+    ):
+        assert await _echo_messages(session, chunks=3, expected=3) == ["audio"] * 3
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(next_message(session), 0.5)
