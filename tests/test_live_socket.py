@@ -56,6 +56,8 @@ MESSAGES = [
     audio_message(PCM[:100], PCM[100:300]),
     {"serverContent": {"modelTurn": {"parts": [audio_part(base64.urlsafe_b64encode(PCM).decode())]}}},
     {"serverContent": {"modelTurn": {"role": "model", "parts": [audio_part("AAEC")]}}},
+    # Unpadded base64: the SDK reads it.
+    {"serverContent": {"modelTurn": {"parts": [audio_part("AAE")]}}},
     audio_message(PCM, turnComplete=True),
     {"serverContent": {"outputTranscription": {"text": "Hello, what brings you in?"}}},
     {"serverContent": {"inputTranscription": {"text": "a sore throat"}}},
@@ -107,9 +109,9 @@ async def test_every_message_reads_as_the_sdk_reads_it(vertexai: bool) -> None:
             assert want.server_content.turn_complete is None and want.usage_metadata is None
         else:
             assert got == want
-    # The plain audio messages (one part, several parts, URL-safe, with a role) took the cheap path; an
-    # audio message that also ends the turn or carries usage did not.
-    assert fast == 4
+    # The plain audio messages (one part, several parts, URL-safe, with a role, unpadded) took the
+    # cheap path; an audio message that also ends the turn or carries usage did not.
+    assert fast == 5
 
 
 @pytest.mark.parametrize(
