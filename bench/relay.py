@@ -9,6 +9,12 @@ trip browser -> relay -> upstream -> relay -> browser. The server runs as its ow
 pinned to core 0 when `taskset` exists; the simulator and this load generator share core 1.
 With --workers 2 the server forks two workers and is not pinned (a two-core machine then
 shares both cores between the workers, the simulator and the load generator).
+
+By default every session connects in the same instant, the worst burst, and the server's CPU
+per connect is printed; --arrivals S spreads the connects over S seconds instead. The echo
+stand-in sends no resumption handle unless --handles-every S asks for one after every S seconds
+of a session's audio (the conversation mode gives one each turn); without handles the server
+keeps all unconfirmed input for replay, up to 30 s of it.
 Loopback only; every run is bounded by --seconds plus fixed connect and drain deadlines.
 """
 
