@@ -104,24 +104,24 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
     about 0.1 ms (the SDK's models check every field), twice per connect, and in a burst of
     patients connecting every connect waits on the ones before it."""
     profile = live_profile(settings.GEMINI_LIVE_MODEL)
+    instruction = system_instruction(settings)
+    # Keyed on what the setup is built from (the instruction as written, whatever settings it reads).
     key = (
         settings.GEMINI_LIVE_MODEL,
         tuple(settings.TRANSCRIPTION_VOCABULARY),
         settings.VOICE_MODEL,
-        settings.CLINIC_NAME,
-        settings.SPECIALTY,
-        settings.GREETING_STYLE,
+        instruction,
     )
     shared = _SHARED_CONFIGS.get(key)
     if shared is None:
         if len(_SHARED_CONFIGS) >= _SHARED_CONFIGS_KEPT:
             _SHARED_CONFIGS.clear()
-        shared = _SHARED_CONFIGS[key] = _shared_config(settings, profile)
+        shared = _SHARED_CONFIGS[key] = _shared_config(settings, profile, instruction)
     resumption = types.SessionResumptionConfig(
         handle=resume_handle, transparent=True if profile.transparent_resumption else None
     )
-    # A shallow copy: the shared parts are only read (the SDK converts the config to its wire
-    # form without changing it), and each session gets its own resumption part.
+    # A shallow copy: the SDK reassigns fields of the config it is handed (this copy) but never
+    # changes the shared parts inside it, and each session gets its own resumption part.
     return shared.model_copy(update={"session_resumption": resumption})
 
 
@@ -130,7 +130,9 @@ _SHARED_CONFIGS_KEPT = 16
 _SHARED_CONFIGS: dict[tuple[object, ...], types.LiveConnectConfig] = {}
 
 
-def _shared_config(settings: Settings, profile: LiveModelProfile) -> types.LiveConnectConfig:
+def _shared_config(
+    settings: Settings, profile: LiveModelProfile, instruction: str
+) -> types.LiveConnectConfig:
     vocabulary = settings.TRANSCRIPTION_VOCABULARY if profile.transcription_vocabulary else []
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
@@ -141,7 +143,7 @@ def _shared_config(settings: Settings, profile: LiveModelProfile) -> types.LiveC
                 prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.VOICE_MODEL)
             )
         ),
-        system_instruction=types.Content(parts=[types.Part(text=system_instruction(settings))]),
+        system_instruction=types.Content(parts=[types.Part(text=instruction)]),
         tools=[
             types.Tool(
                 function_declarations=[

@@ -60,7 +60,8 @@ async def _echo(
         blob = realtime.get("audio")
         if not isinstance(blob, dict) or not isinstance(blob.get("data"), str):
             continue  # clientContent, audioStreamEnd, tool responses: nothing to echo
-        record.audio_bytes_received += len(blob["data"]) * 3 // 4
+        size = len(blob["data"]) * 3 // 4
+        record.audio_bytes_received += size
         # The same bytes, not decoded: the client's URL-safe base64 (the SDK's) only mapped to
         # the standard alphabet, which Google's JSON uses for bytes (proto3 JSON mapping).
         try:
@@ -71,7 +72,7 @@ async def _echo(
             "serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": _MIME, "data": data}}]}}
         }
         await websocket.send_bytes(json.dumps(reply, separators=(",", ":")).encode())
-        since_handle += len(blob["data"]) * 3 // 4
+        since_handle += size
         if handle_bytes and since_handle >= handle_bytes:
             since_handle = 0
             update = protocol.resumption_update(
