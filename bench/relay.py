@@ -20,6 +20,7 @@ Loopback only; every run is bounded by --seconds plus fixed connect and drain de
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -249,9 +250,10 @@ async def run_load(
     ]
     connect_cpu_from = sum(cpu_seconds(p) for p in pids)
     # CPU and memory are read across the steady part: from when every session is up to the end.
-    settled = asyncio.create_task(asyncio.wait([asyncio.create_task(r.settled.wait()) for r in results]))
-    await asyncio.wait([settled], timeout=max(0.0, until - time.perf_counter()))
-    settled.cancel()
+    # (A timeout cancels the gather and with it every waiter still pending.)
+    with contextlib.suppress(TimeoutError):
+        all_settled = asyncio.gather(*(r.settled.wait() for r in results))
+        await asyncio.wait_for(all_settled, timeout=max(0.0, until - time.perf_counter()))
     steady_from, cpu_from = time.perf_counter(), sum(cpu_seconds(p) for p in pids)
     # What the server spent on connecting, per session: only a burst keeps audio out of it.
     connect_cpu = (cpu_from - connect_cpu_from) / sessions if arrivals == 0 else float("nan")

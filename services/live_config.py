@@ -1,5 +1,7 @@
 """The Live session's configuration: voice, transcription, prompt and the completion tool."""
 
+import functools
+
 from google.genai import types
 
 from config import Settings
@@ -104,19 +106,13 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
     about 0.1 ms (the SDK's models check every field), twice per connect, and in a burst of
     patients connecting every connect waits on the ones before it."""
     profile = live_profile(settings.GEMINI_LIVE_MODEL)
-    instruction = system_instruction(settings)
     # Keyed on what the setup is built from (the instruction as written, whatever settings it reads).
-    key = (
+    shared = _shared_config(
         settings.GEMINI_LIVE_MODEL,
         tuple(settings.TRANSCRIPTION_VOCABULARY),
         settings.VOICE_MODEL,
-        instruction,
+        system_instruction(settings),
     )
-    shared = _SHARED_CONFIGS.get(key)
-    if shared is None:
-        if len(_SHARED_CONFIGS) >= _SHARED_CONFIGS_KEPT:
-            _SHARED_CONFIGS.clear()
-        shared = _SHARED_CONFIGS[key] = _shared_config(settings, profile, instruction)
     resumption = types.SessionResumptionConfig(
         handle=resume_handle, transparent=True if profile.transparent_resumption else None
     )
@@ -126,22 +122,19 @@ def live_connect_config(settings: Settings, *, resume_handle: str | None) -> typ
 
 
 # Settings that differ (tests, a clinic that changes its name) each get their own entry.
-_SHARED_CONFIGS_KEPT = 16
-_SHARED_CONFIGS: dict[tuple[object, ...], types.LiveConnectConfig] = {}
-
-
+@functools.lru_cache(maxsize=16)
 def _shared_config(
-    settings: Settings, profile: LiveModelProfile, instruction: str
+    model: str, vocabulary: tuple[str, ...], voice: str, instruction: str
 ) -> types.LiveConnectConfig:
-    vocabulary = settings.TRANSCRIPTION_VOCABULARY if profile.transcription_vocabulary else []
+    profile = live_profile(model)
     return types.LiveConnectConfig(
         response_modalities=[types.Modality.AUDIO],
-        input_audio_transcription=types.AudioTranscriptionConfig(custom_vocabulary=vocabulary or None),
+        input_audio_transcription=types.AudioTranscriptionConfig(
+            custom_vocabulary=list(vocabulary) if vocabulary and profile.transcription_vocabulary else None
+        ),
         output_audio_transcription=types.AudioTranscriptionConfig(),
         speech_config=types.SpeechConfig(
-            voice_config=types.VoiceConfig(
-                prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=settings.VOICE_MODEL)
-            )
+            voice_config=types.VoiceConfig(prebuilt_voice_config=types.PrebuiltVoiceConfig(voice_name=voice))
         ),
         system_instruction=types.Content(parts=[types.Part(text=instruction)]),
         tools=[
