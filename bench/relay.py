@@ -269,7 +269,15 @@ async def run_load(
     metrics_to = await scrape(port)
     if spy is not None:
         await asyncio.to_thread(spy.wait)
-    await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
+    _, pending = await asyncio.wait(tasks, timeout=CONNECT_SECONDS + DRAIN_SECONDS)
+    # A session's expected failures are in its result; anything else, or one that never ended,
+    # is counted as an error here rather than lost with its task.
+    for task, result in zip(tasks, results, strict=True):
+        if task in pending:
+            task.cancel()
+            result.error = result.error or "did not end"
+        elif (exc := task.exception()) is not None:
+            result.error = f"{type(exc).__name__}: {exc}"[:80]
     trips = [t for r in results for t in r.round_trips]
     ready = [r.ready_after for r in results if r.ready_after is not None]
     errors = Counter(r.error for r in results if r.error is not None)
