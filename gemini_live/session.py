@@ -158,6 +158,9 @@ class IntakeSession:
         self._nudged = False
         self._end_timer: asyncio.TimerHandle | None = None
         self._end_after_turn = False
+        # Owned by the browser reader: when the browser last sent anything (loop time).
+        self._browser_heard_at = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._ending: SessionEnded | None = None
         self._finished = False
         self._closed = asyncio.Event()
@@ -381,18 +384,12 @@ class IntakeSession:
 
     async def _receive_from_browser(self) -> None:
         limits = self._settings
+        loop = asyncio.get_running_loop()
+        self._browser_heard_at = loop.time()
+        self._watch_idle()
         while True:
-            try:
-                async with asyncio.timeout(limits.IDLE_TIMEOUT_SECONDS):
-                    raw = await self._ws.receive()
-            except TimeoutError:
-                raise SessionEnded(
-                    "idle_timeout",
-                    error=ErrorMessage(
-                        code="idle_timeout",
-                        message=f"No audio or message for {limits.IDLE_TIMEOUT_SECONDS:g} s; session ended.",
-                    ),
-                ) from None
+            raw = await self._ws.receive()
+            self._browser_heard_at = loop.time()
             if raw["type"] == "websocket.disconnect":
                 return
             parsed = read_browser_input(
@@ -607,6 +604,25 @@ class IntakeSession:
             self._settings.END_GRACE_SECONDS, self._end, SessionEnded("intake_complete")
         )
 
+    def _watch_idle(self) -> None:
+        # One timer that re-arms at the last message plus the limit: a timeout around each read
+        # cost a timer made and cancelled per audio frame, a few percent of the relay's CPU.
+        loop = asyncio.get_running_loop()
+        limit = self._settings.IDLE_TIMEOUT_SECONDS
+        idle_for = loop.time() - self._browser_heard_at
+        if idle_for < limit:
+            self._idle_timer = loop.call_later(limit - idle_for, self._watch_idle)
+            return
+        self._idle_timer = None
+        self._end(
+            SessionEnded(
+                "idle_timeout",
+                error=ErrorMessage(
+                    code="idle_timeout", message=f"No audio or message for {limit:g} s; session ended."
+                ),
+            )
+        )
+
     def _arm_stall(self) -> None:
         if self._stall is not None:
             self._stall.cancel()
@@ -674,7 +690,7 @@ class IntakeSession:
         if self._finished:
             return
         self._finished = True
-        for timer in (self._stall, self._end_timer):
+        for timer in (self._stall, self._end_timer, self._idle_timer):
             if timer is not None:
                 timer.cancel()
         try:

@@ -28,7 +28,7 @@ from simulator.speech import patient_audio
 from tests.fakes import FakeConnector, FakeLiveSession
 from tests.live_support import LiveServer, live_server
 from tests.sim_support import running_simulator
-from tests.test_relay import end, open_ready, receive_until
+from tests.test_relay import CHUNK, end, open_ready, receive_until
 
 ROOT = Path(__file__).resolve().parent.parent
 FOREIGN = "https://evil.example"
@@ -158,6 +158,31 @@ def test_idle_session_ends_with_idle_timeout(make_app, settings):
     assert error["code"] == "idle_timeout" and "0.3 s" in error["message"]
     assert closed.value.code == 1000
     assert upstream.closed
+
+
+@pytest.mark.websocket
+def test_a_session_that_keeps_talking_outlives_the_idle_limit_then_ends_once_it_stops(make_app, settings):
+    first, second = FakeLiveSession(), FakeLiveSession()
+    limited = with_settings(settings, IDLE_TIMEOUT_SECONDS=0.4)
+    app = make_app(FakeConnector(first, second), app_settings=limited)
+    with TestClient(app) as client:
+        ws, session = open_ready(client)
+        for _ in range(12):  # 1.2 s of audio in real time: three times the limit
+            session.send_bytes(CHUNK)
+            time.sleep(0.1)
+        error = receive_until(session, "error")[-1]
+        assert error["code"] == "idle_timeout"
+        with pytest.raises(WebSocketDisconnect) as closed:
+            while True:
+                session.receive_json()
+        assert closed.value.code == 1000
+        ws.__exit__(None, None, None)
+        # Every frame went upstream: the session was not cut off while audio was arriving.
+        assert sum(len(blob.data or b"") for blob in first.audio_in) == 12 * len(CHUNK)
+        # And the next patient's session opens and ends as usual.
+        ws, session = open_ready(client)
+        session.send_bytes(CHUNK)
+        assert end(ws, session) == 1000
 
 
 @pytest.mark.integration

@@ -8,15 +8,14 @@ after a hiccup), then at most `rate` × real time; the rest is dropped, never qu
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from utils.audio_processing import bytes_per_second
 
 TOO_FAST_MESSAGE = "Audio is arriving faster than real time; the excess was not heard."
 
 
-@dataclass(frozen=True)
-class PacedAudio:
+class PacedAudio(NamedTuple):
     # What to send upstream now (None: nothing yet, or all of it was dropped).
     audio: bytes | None
     # True on the first drop of a burst: tell the page once, not for every frame.
@@ -46,6 +45,8 @@ class AudioPacer:
         self.dropped_seconds = 0.0
 
     def admit(self, frame: bytes) -> PacedAudio:
+        if not self._pending and len(frame) >= self._min_bytes:
+            return self._spend(frame)  # the usual frame: nothing to join, so no copy
         self._pending += frame
         if len(self._pending) < self._min_bytes:
             return PacedAudio(None)
