@@ -15,6 +15,9 @@ per connect is printed; --arrivals S spreads the connects over S seconds instead
 stand-in sends no resumption handle unless --handles-every S asks for one after every S seconds
 of a session's audio (the conversation mode gives one each turn); without handles the server
 keeps all unconfirmed input for replay, up to 30 s of it.
+--floor runs bench/floor_relay.py in place of the server: the same stack (uvicorn, the SDK's
+connect, LiveSocket, four tasks and two queues) doing nothing but relay, the floor the server's
+CPU is read against.
 Loopback only; every run is bounded by --seconds plus fixed connect and drain deadlines.
 """
 
@@ -122,6 +125,7 @@ def start_server(
     sessions: int,
     workers: int = 1,
     database_url: str | None = None,
+    floor: bool = False,
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
@@ -149,7 +153,9 @@ def start_server(
         env["DATABASE_URL"] = database_url
     env.pop("REDIS_URL", None)
     pin = pinned(0) if workers == 1 else []
-    server = subprocess.Popen([*pin, sys.executable, "main.py"], cwd=server_dir, env=env)
+    # --floor: the bare relay on the same stack (bench/floor_relay.py) in place of the server.
+    program, cwd = (["-m", "bench.floor_relay"], ROOT) if floor else (["main.py"], server_dir)
+    server = subprocess.Popen([*pin, sys.executable, *program], cwd=cwd, env=env)
     stack.callback(_stop, server)
     deadline = time.monotonic() + 30
     while True:
@@ -370,10 +376,13 @@ def bench(
     database_url: str | None,
     arrivals: float = 0.0,
     handles_every: float | None = None,
+    floor: bool = False,
 ) -> dict[str, float]:
     with ExitStack() as stack:
         base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1, handles_every=handles_every)
-        server, port = start_server(stack, server_dir, base_url, ca_file, sessions, workers, database_url)
+        server, port = start_server(
+            stack, server_dir, base_url, ca_file, sessions, workers, database_url, floor
+        )
         if workers == 1:
             os.sched_setaffinity(0, {CORES[-1]})
             stack.callback(os.sched_setaffinity, 0, set(CORES))
@@ -409,10 +418,21 @@ def main() -> None:
         help="the stand-in sends a resumption handle after every this many seconds of a session's "
         "audio (default: never, so the server keeps all unconfirmed input for replay, up to 30 s)",
     )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="run bench/floor_relay.py, the bare relay on the same stack, in place of the server",
+    )
     args = parser.parse_args()
+    if args.floor and (args.workers != 1 or args.database_url or args.server_dir != ROOT):
+        parser.error(
+            "--floor runs one process of bench/floor_relay.py: no --workers, --database-url or --server-dir"
+        )
     arriving = f"over {args.arrivals:g} s" if args.arrivals else "all at once"
     print(
-        f"database: {'PostgreSQL' if args.database_url else 'SQLite'}  workers: {args.workers}  "
+        f"server: {'bench/floor_relay.py (the floor)' if args.floor else 'main.py'}  "
+        f"database: {'none' if args.floor else 'PostgreSQL' if args.database_url else 'SQLite'}  "
+        f"workers: {args.workers}  "
         f"sessions arrive: {arriving}  handles: "
         f"{f'every {args.handles_every:g} s of audio' if args.handles_every else 'none'}"
     )
@@ -433,6 +453,7 @@ def main() -> None:
             args.database_url,
             args.arrivals,
             args.handles_every,
+            args.floor,
         )
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
