@@ -8,9 +8,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import inspect, select, text, update
 
 from config import Settings
 from schemas import MedicalIntake, PatientInfo, Turn
@@ -389,6 +390,42 @@ async def test_a_live_intake_is_kept_and_a_lapsed_one_is_abandoned(storage):
         assert row is not None
         row.generation = 1
     assert await resumes.heartbeat({"live": 0}) == ["live"]
+
+
+async def _live_until(storage: Storage) -> dict[str, datetime | None]:
+    async with storage.sessions() as session:
+        return dict((await session.execute(select(IntakeRow.id, IntakeRow.live_until))).all())
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_a_heartbeat_never_waits_on_a_row_the_storage_writer_holds(storage):
+    # The writer commits many sessions' rows per transaction; a heartbeat that waited on one of
+    # them while holding others deadlocked with it under load (PostgreSQL aborted one of the two).
+    resumes = storage.store.resumes
+    assert resumes is not None
+    await _resumable(storage, "busy")
+    await _resumable(storage, "free")
+    before = await _live_until(storage)
+    await asyncio.sleep(0.01)
+    writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    holding = asyncio.Event()
+
+    async def hold_busy(session: Any) -> None:
+        await session.execute(update(IntakeRow).where(IntakeRow.id == "busy").values(resume_handle="h"))
+        holding.set()
+        await writing
+
+    writer = asyncio.create_task(storage.writer.commit(hold_busy))
+    await holding.wait()
+    assert await asyncio.wait_for(resumes.heartbeat({"busy": 0, "free": 0}), 5) == []
+    assert await asyncio.wait_for(resumes.expire(), 5) == 0
+    renewed = await _live_until(storage)
+    assert renewed["free"] > before["free"] and renewed["busy"] == before["busy"]
+    writing.set_result(None)
+    await writer
+    # Once the write is committed, the next heartbeat renews that row too.
+    await resumes.heartbeat({"busy": 0, "free": 0})
+    assert (await _live_until(storage))["busy"] > before["busy"]
 
 
 @pytest.fixture

@@ -12,9 +12,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select, update
+from sqlalchemy import Select, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from schemas import MedicalIntake, Role
@@ -24,6 +25,17 @@ from services.storage.models import IntakeRow, TurnRow, VersionRow
 # A process renews its sessions this often; one that has not for LIVE_FOR is taken as gone.
 HEARTBEAT = timedelta(seconds=1)
 LIVE_FOR = timedelta(seconds=3)
+
+T = TypeVar("T")
+
+
+def _unlocked(rows: Select[T]) -> Select[T]:
+    """Those of `rows` no other transaction is writing, locked for this one (PostgreSQL; SQLite
+    locks the whole file). The heartbeat and the expiry touch many rows at once, and the storage
+    writer commits many sessions' rows in one batch, in another order: waiting on each other's
+    rows, the two deadlocked under load. A row skipped now is renewed a second later, well
+    inside LIVE_FOR."""
+    return rows.with_for_update(skip_locked=True)
 
 
 def new_token() -> tuple[str, str]:
@@ -167,10 +179,12 @@ class ResumeStore:
         async with self._sessions() as session, session.begin():
             # Only sessions running here: a row whose session was cut short without letting go
             # lapses after LIVE_FOR, so a resume does not wait on it for ever.
+            mine = select(IntakeRow.id).where(IntakeRow.id.in_(ids), IntakeRow.owner == self.owner)
             await session.execute(
                 update(IntakeRow)
-                .where(IntakeRow.id.in_(ids), IntakeRow.owner == self.owner)
+                .where(IntakeRow.id.in_(_unlocked(mine)))
                 .values(live_until=live_until, resumable_until=resumable_until)
+                .execution_options(synchronize_session=False)
             )
             rows = await session.execute(
                 select(IntakeRow.id, IntakeRow.generation).where(IntakeRow.id.in_(ids))
@@ -181,13 +195,15 @@ class ResumeStore:
         """Intakes nobody resumed within the grace period end as abandoned."""
         at = now()
         async with self._sessions() as session, session.begin():
+            lapsed = select(IntakeRow.id).where(
+                IntakeRow.status == "in_progress",
+                IntakeRow.resumable_until < at,
+                or_(IntakeRow.owner.is_(None), IntakeRow.live_until < at),
+            )
             result = await session.execute(
                 update(IntakeRow)
-                .where(
-                    IntakeRow.status == "in_progress",
-                    IntakeRow.resumable_until < at,
-                    or_(IntakeRow.owner.is_(None), IntakeRow.live_until < at),
-                )
+                .where(IntakeRow.id.in_(_unlocked(lapsed)))
+                .execution_options(synchronize_session=False)
                 .values(
                     status="abandoned",
                     end_reason="not_resumed",
