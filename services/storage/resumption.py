@@ -33,8 +33,8 @@ def _unlocked(rows: Select[T]) -> Select[T]:
     """Those of `rows` no other transaction is writing, locked for this one (PostgreSQL; SQLite
     locks the whole file). The heartbeat and the expiry touch many rows at once, and the storage
     writer commits many sessions' rows in one batch, in another order: waiting on each other's
-    rows, the two deadlocked under load. A row skipped now is renewed a second later, well
-    inside LIVE_FOR."""
+    rows, the two deadlocked under load. A row skipped now is renewed (or expired) at the next
+    heartbeat, a second later, well inside LIVE_FOR."""
     return rows.with_for_update(skip_locked=True)
 
 
