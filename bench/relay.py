@@ -66,6 +66,20 @@ class SessionResult:
     settled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+@dataclass(frozen=True)
+class Setup:
+    """What one invocation runs, the same for every N (the command line's options)."""
+
+    seconds: float = 20.0
+    server_dir: Path = ROOT  # a checkout whose main.py to run
+    workers: int = 1
+    database_url: str | None = None
+    floor: bool = False  # bench/floor_relay.py in place of the server
+    arrivals: float = 0.0  # 0: every session connects in the same instant
+    handles_every: float | None = None
+    flamegraph: Path | None = None
+
+
 # The cores this run may use, read once: the load generator pins itself to the last one during a
 # run, and a list read after that would start the next N's server and simulator on that core too.
 CORES = sorted(os.sched_getaffinity(0))
@@ -103,10 +117,11 @@ def tree(pid: int) -> list[int]:
     return [pid, *found]
 
 
-def start_simulator(stack: ExitStack, pin: bool, handles_every: float | None = None) -> tuple[str, str, int]:
-    options = f"echo;echo_handle_every={handles_every:g}" if handles_every else "echo"
+def start_simulator(stack: ExitStack, setup: Setup) -> tuple[str, str, int]:
+    every = setup.handles_every
+    options = f"echo;echo_handle_every={every:g}" if every else "echo"
     simulator = [sys.executable, "-m", "simulator", "--port", "0", "--options", options]
-    command = [*(pinned(1) if pin else []), *simulator]
+    command = [*(pinned(1) if setup.workers == 1 else []), *simulator]
     process = subprocess.Popen(
         [*command, "--log-level", "warning"], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -118,14 +133,7 @@ def start_simulator(stack: ExitStack, pin: bool, handles_every: float | None = N
 
 
 def start_server(
-    stack: ExitStack,
-    server_dir: Path,
-    base_url: str,
-    ca_file: str,
-    sessions: int,
-    workers: int = 1,
-    database_url: str | None = None,
-    floor: bool = False,
+    stack: ExitStack, setup: Setup, base_url: str, ca_file: str, sessions: int
 ) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-relay-"))
@@ -146,15 +154,15 @@ def start_server(
         "MAX_SESSIONS_PER_CLIENT": str(sessions + 10),
         "STALL_TIMEOUT_SECONDS": "600",
         "METRICS_TOKEN": METRICS_TOKEN,
-        "WORKERS": str(workers),
+        "WORKERS": str(setup.workers),
     }
     env.pop("DATABASE_URL", None)
-    if database_url:
-        env["DATABASE_URL"] = database_url
+    if setup.database_url:
+        env["DATABASE_URL"] = setup.database_url
     env.pop("REDIS_URL", None)
-    pin = pinned(0) if workers == 1 else []
+    pin = pinned(0) if setup.workers == 1 else []
     # --floor: the bare relay on the same stack (bench/floor_relay.py) in place of the server.
-    program, cwd = (["-m", "bench.floor_relay"], ROOT) if floor else (["main.py"], server_dir)
+    program, cwd = (["-m", "bench.floor_relay"], ROOT) if setup.floor else (["main.py"], setup.server_dir)
     server = subprocess.Popen([*pin, sys.executable, *program], cwd=cwd, env=env)
     stack.callback(_stop, server)
     deadline = time.monotonic() + 30
@@ -232,22 +240,18 @@ def percentile(values: list[float], q: float) -> float:
 
 
 async def run_load(
-    port: int,
-    server_pid: int,
-    sim_pid: int,
-    sessions: int,
-    seconds: float,
-    flamegraph: Path | None,
-    arrivals: float = 0.0,
+    port: int, server_pid: int, sim_pid: int, sessions: int, setup: Setup, flamegraph: Path | None
 ) -> dict[str, float]:
-    """`arrivals` 0: every session connects in the same instant (the worst burst); otherwise
-    they arrive at random over that many seconds, and the audio runs `seconds` after the last."""
+    """`setup.arrivals` 0: every session connects in the same instant (the worst burst);
+    otherwise they arrive at random over that many seconds, and the audio runs `setup.seconds`
+    after the last."""
+    arrivals = setup.arrivals
     url = f"ws://127.0.0.1:{port}/ws"
     pids = tree(server_pid)
     rss_idle = sum(rss_kib(p) for p in pids)
     results = [SessionResult() for _ in range(sessions)]
     started = time.perf_counter()
-    until = started + arrivals + seconds
+    until = started + arrivals + setup.seconds
     draw = random.Random(sessions)
     starts = [started + draw.uniform(0, arrivals) for _ in results]
     tasks = [
@@ -367,27 +371,16 @@ def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([*command, *duration], stdout=subprocess.DEVNULL)
 
 
-def bench(
-    sessions: int,
-    seconds: float,
-    server_dir: Path,
-    workers: int,
-    flamegraph: Path | None,
-    database_url: str | None,
-    arrivals: float = 0.0,
-    handles_every: float | None = None,
-    floor: bool = False,
-) -> dict[str, float]:
+def bench(sessions: int, setup: Setup) -> dict[str, float]:
     with ExitStack() as stack:
-        base_url, ca_file, sim_pid = start_simulator(stack, pin=workers == 1, handles_every=handles_every)
-        server, port = start_server(
-            stack, server_dir, base_url, ca_file, sessions, workers, database_url, floor
-        )
-        if workers == 1:
+        base_url, ca_file, sim_pid = start_simulator(stack, setup)
+        server, port = start_server(stack, setup, base_url, ca_file, sessions)
+        if setup.workers == 1:
             os.sched_setaffinity(0, {CORES[-1]})
             stack.callback(os.sched_setaffinity, 0, set(CORES))
-        out = flamegraph.with_name(f"{flamegraph.stem}-{sessions}{flamegraph.suffix}") if flamegraph else None
-        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, seconds, out, arrivals))
+        graph = setup.flamegraph
+        out = graph.with_name(f"{graph.stem}-{sessions}{graph.suffix}") if graph else None
+        figures = asyncio.run(run_load(port, server.pid, sim_pid, sessions, setup, out))
         figures["server_open"], figures["simulator_open"] = left_open(port, base_url, ca_file)
         return figures
 
@@ -428,6 +421,16 @@ def main() -> None:
         parser.error(
             "--floor runs one process of bench/floor_relay.py: no --workers, --database-url or --server-dir"
         )
+    setup = Setup(
+        seconds=args.seconds,
+        server_dir=args.server_dir.resolve(),
+        workers=args.workers,
+        database_url=args.database_url,
+        floor=args.floor,
+        arrivals=args.arrivals,
+        handles_every=args.handles_every,
+        flamegraph=args.flamegraph,
+    )
     arriving = f"over {args.arrivals:g} s" if args.arrivals else "all at once"
     print(
         f"server: {'bench/floor_relay.py (the floor)' if args.floor else 'main.py'}  "
@@ -444,17 +447,7 @@ def main() -> None:
         f"{'added p99 up/down ms':>20} {'lag p99 ms':>10}"
     )
     for n in args.sessions:
-        f = bench(
-            n,
-            args.seconds,
-            args.server_dir.resolve(),
-            args.workers,
-            args.flamegraph,
-            args.database_url,
-            args.arrivals,
-            args.handles_every,
-            args.floor,
-        )
+        f = bench(n, setup)
         columns = [
             f"{n:>5} {f['ready']:>5.0f} {f['errors']:>4.0f}",
             f"{f['rtt_p50_ms']:>10.1f} {f['rtt_p99_ms']:>10.1f} {f['cpu_per_session_s']:>12.5f}",
