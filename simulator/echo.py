@@ -21,7 +21,6 @@ from simulator.conversation import ClientGone, Close, Ending
 from simulator.stats import SessionStats
 
 _MIME = f"audio/pcm;rate={MODEL_RATE}"
-_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
 
 
 async def run_echo(
@@ -65,8 +64,8 @@ async def _echo(
         # The same bytes, not decoded: the client's URL-safe base64 (the SDK's) only mapped to
         # the standard alphabet, which Google's JSON uses for bytes (proto3 JSON mapping).
         try:
-            data = blob["data"].encode("ascii").translate(_STANDARD_ALPHABET).decode("ascii")
-        except UnicodeEncodeError:
+            data = protocol.standard_base64(blob["data"])
+        except protocol.ProtocolError:
             return Close(1007, "Invalid base64 in realtimeInput.audio.data.")
         reply = {
             "serverContent": {"modelTurn": {"parts": [{"inlineData": {"mimeType": _MIME, "data": data}}]}}

@@ -115,13 +115,23 @@ def parse_client_message(raw: str | bytes) -> ClientMessage:
         raise ProtocolError(_describe(exc)) from exc
 
 
+INVALID_BASE64 = "Invalid value at 'data' (TYPE_BYTES), invalid base64"
+
+
+def standard_base64(data: str) -> str:
+    """Base64 text in the standard alphabet, which Google's JSON uses for bytes. Google accepts
+    both alphabets; the Python SDK sends the URL-safe one."""
+    if not data.isascii():
+        raise ProtocolError(INVALID_BASE64)
+    return data.replace("-", "+").replace("_", "/")
+
+
 def decode_base64(data: str) -> bytes:
-    # Google accepts both alphabets; the Python SDK sends the URL-safe one.
-    standard = data.strip().replace("-", "+").replace("_", "/")
+    standard = standard_base64(data.strip())
     try:
         return base64.b64decode(standard + "=" * (-len(standard) % 4), validate=True)
     except binascii.Error as exc:
-        raise ProtocolError("Invalid value at 'data' (TYPE_BYTES), invalid base64") from exc
+        raise ProtocolError(INVALID_BASE64) from exc
 
 
 def _describe(exc: ValidationError) -> str:

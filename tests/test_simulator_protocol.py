@@ -78,6 +78,7 @@ async def test_camel_case_input_and_standard_base64_are_accepted(sim: RunningSim
         ("not json", "Invalid JSON payload"),
         (json.dumps({"bogus": {}}), 'Unknown name "bogus"'),
         (json.dumps({"realtime_input": {"audio": {"data": "!!!", "mime_type": "x"}}}), "base64"),
+        (json.dumps({"realtime_input": {"audio": {"data": "AAé=", "mime_type": "x"}}}), "base64"),
         (json.dumps({"realtime_input": {"audoi": {}}}), 'Unknown name "audoi"'),
         (json.dumps(SETUP), "setup"),
         (json.dumps({"realtime_input": {}, "tool_response": {}}), "exactly one"),
